@@ -1,0 +1,1 @@
+"""Static leaderboard site generation from da2k result files."""
