@@ -1,0 +1,50 @@
+"""The `da2k` command line: thin click commands over library functions.
+
+Heavy imports (torch, the models) happen inside the commands so `da2k --help` stays instant.
+Library errors meant for users (`Da2kError`, `da2k.models.ModelError`) become one-line
+`click.ClickException`s; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import click
+
+from da2k import __version__
+from da2k.errors import Da2kError
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the library's user-facing errors into click errors (message, exit 1, no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from da2k.models.errors import ModelError
+
+        try:
+            return fn(*args, **kwargs)
+        except (Da2kError, ModelError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="da2k")
+def main() -> None:
+    """Score depth models on DA-2K, build DA-2K-style benchmarks, publish leaderboards.
+
+    \b
+    da2k predict IMAGES... --model vits --out depth/   depth maps for your images
+    """
+
+
+def _register() -> None:
+    from da2k.cli_predict import predict
+
+    main.add_command(predict)
+
+
+_register()
