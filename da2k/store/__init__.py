@@ -1,0 +1,46 @@
+"""The annotation store: images, candidate pairs, expert and human votes, audit trail.
+
+`Store(db)` opens (and creates) the database; the operations used by the miner, `da2k
+stats/export/import-benchmark/store merge` and the annotation app are plain functions
+taking a `Store`. The annotation app imports this package only.
+"""
+
+from da2k.store.core import DEFAULT_DB, Store, database_url
+from da2k.store.schema import (
+    ANSWERS,
+    HUMAN_ANSWERS,
+    PAIR_SOURCES,
+    PAIR_STATUSES,
+    SCHEMA_VERSION,
+    AuditEvent,
+    Claim,
+    ExpertImage,
+    ExpertRun,
+    ExpertVote,
+    HumanVote,
+    Image,
+    Pair,
+    Review,
+    SchemaVersion,
+)
+
+__all__ = [
+    "ANSWERS",
+    "AuditEvent",
+    "Claim",
+    "DEFAULT_DB",
+    "ExpertImage",
+    "ExpertRun",
+    "ExpertVote",
+    "HUMAN_ANSWERS",
+    "HumanVote",
+    "Image",
+    "PAIR_SOURCES",
+    "PAIR_STATUSES",
+    "Pair",
+    "Review",
+    "SCHEMA_VERSION",
+    "SchemaVersion",
+    "Store",
+    "database_url",
+]
