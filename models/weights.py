@@ -1,0 +1,111 @@
+"""Finding and loading checkpoints: a local path, `$DA2K_WEIGHTS_DIR`, or the hub (cached).
+
+Loading never unpickles arbitrary objects (`torch.load(weights_only=True)` or safetensors) and
+always matches keys strictly; the only remap is `remap_state_dict` (pure, tested).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from .errors import ModelError
+from .registry import Variant
+
+WEIGHTS_DIR_ENV = "DA2K_WEIGHTS_DIR"
+
+
+def _candidates(variant: Variant) -> list[str]:
+    return [n for n in (variant.filename, *variant.alt_filenames) if n]
+
+
+def _find_in_dir(directory: Path, variant: Variant) -> Path | None:
+    for name in _candidates(variant):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def resolve_weights(variant: Variant, weights: str | os.PathLike | None = None) -> Path:
+    """Path of the checkpoint for `variant`: `weights` (file or directory), then
+    `$DA2K_WEIGHTS_DIR`, then the hub via `huggingface_hub.hf_hub_download` (cached)."""
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if path.is_file():
+            return path
+        if path.is_dir():
+            found = _find_in_dir(path, variant)
+            if found:
+                return found
+            raise ModelError(f"no {' or '.join(_candidates(variant)) or 'checkpoint'} for {variant.name} in {path}")
+        raise ModelError(f"weights file {path} does not exist")
+
+    env_dir = os.environ.get(WEIGHTS_DIR_ENV)
+    if env_dir:
+        found = _find_in_dir(Path(env_dir).expanduser(), variant)
+        if found:
+            return found
+
+    if variant.hub_repo is None or variant.filename is None:
+        raise ModelError(f"{variant.note or f'{variant.name} has no public weights.'} Pass --weights PATH.")
+
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id=variant.hub_repo, filename=variant.filename))
+    except Exception as exc:  # offline, missing repo, network or auth failure: all user-fixable
+        raise ModelError(
+            f"cannot get {variant.filename} from the hub repo {variant.hub_repo} "
+            f"({type(exc).__name__}); download it and pass --weights PATH or put it in ${WEIGHTS_DIR_ENV}"
+        ) from None
+
+
+def remap_state_dict(state: dict) -> dict[str, torch.Tensor]:
+    """Unwrap `{"model": ...}` / `{"state_dict": ...}` containers and DDP's `module.` prefix."""
+    for key in ("model", "state_dict"):
+        if key in state and isinstance(state[key], dict) and not isinstance(state[key], torch.Tensor):
+            state = state[key]
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors from a `.safetensors` or a `.pth`/`.bin` file (weights-only unpickling)."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(state, dict):
+        raise ModelError(f"checkpoint {path} does not hold a state dict")
+    return remap_state_dict(state)
+
+
+def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, name: str) -> None:
+    """`load_state_dict(strict=True)` with a readable one-line error on any mismatch."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+            if keys:
+                parts.append(f"{len(keys)} {label} (e.g. {keys[0]})")
+        raise ModelError(f"{source} is not a {name} checkpoint: " + ", ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
