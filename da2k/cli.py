@@ -45,6 +45,11 @@ def _register() -> None:
     from da2k.cli_predict import predict
 
     main.add_command(predict)
+    from da2k import cli_mine
+
+    for command in (cli_mine.mine, cli_mine.stats, cli_mine.export, cli_mine.import_benchmark, cli_mine.store):
+        main.add_command(command)
+
 
 
 _register()
