@@ -1,0 +1,111 @@
+"""Hard-pairs gallery: the pairs most models get wrong, as thumbnails with both points marked."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+
+from da2k.errors import Da2kError
+from da2k.leaderboard.pairs import PairKey, PairOutcome
+
+CLOSER_COLOUR = (0, 114, 178)  # Okabe-Ito blue: circle = the annotated closer point
+OTHER_COLOUR = (230, 159, 0)  # Okabe-Ito orange: square = the other point
+THUMB_SIDE = 360
+
+
+@dataclass(frozen=True)
+class HardPair:
+    key: PairKey
+    scenario: str
+    answers: tuple[tuple[str, bool], ...]  # (model label, correct) per model that scored it
+
+    @property
+    def n_wrong(self) -> int:
+        return sum(1 for _, ok in self.answers if not ok)
+
+
+def select_hard_pairs(
+    labels: list[str], outcomes: list[dict[PairKey, PairOutcome]], per_scenario: int
+) -> dict[str, list[HardPair]]:
+    """Per scenario, up to `per_scenario` pairs with the largest share of models wrong.
+
+    Only pairs at least one model got wrong qualify; ties keep (image, pair_index) order.
+    """
+    keys = sorted(set().union(*(o.keys() for o in outcomes))) if outcomes else []
+    by_scenario: dict[str, list[HardPair]] = {}
+    for key in keys:
+        answers = tuple((label, o[key].correct) for label, o in zip(labels, outcomes) if key in o)
+        scenario = next(o[key].scenario for o in outcomes if key in o)
+        pair = HardPair(key, scenario, answers)
+        if pair.n_wrong:
+            by_scenario.setdefault(scenario, []).append(pair)
+    return {
+        scenario: sorted(pairs, key=lambda p: (-p.n_wrong / len(p.answers), -p.n_wrong, p.key))[:per_scenario]
+        for scenario, pairs in sorted(by_scenario.items())
+    }
+
+
+def load_annotations(bench: str | Path) -> tuple[dict, str]:
+    """A DA-2K-format `annotations.json` and its sha256 (to match result files against it)."""
+    path = Path(bench) / "annotations.json"
+    try:
+        raw = path.read_bytes()
+        data = json.loads(raw)
+    except OSError as exc:
+        raise Da2kError(f"{path}: cannot read benchmark annotations ({exc}); --images wants a DA-2K-format folder") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Da2kError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise Da2kError(f"{path}: expected {{image: [pairs...]}} in the DA-2K annotation format")
+    return data, hashlib.sha256(raw).hexdigest()
+
+
+def thumb_name(key: PairKey) -> str:
+    """A stable, filesystem-safe file name for a pair's thumbnail."""
+    image, index = key
+    stem = re.sub(r"[^A-Za-z0-9]+", "-", image.removeprefix("images/").rsplit(".", 1)[0]).strip("-")
+    return f"{stem}-{index}.jpg"
+
+
+def _marker(draw: ImageDraw.ImageDraw, row: float, col: float, colour: tuple, square: bool) -> None:
+    r = 7
+    box = (col - r, row - r, col + r, row + r)
+    outline = dict(fill=colour, outline=(255, 255, 255), width=2)
+    if square:
+        draw.rectangle(box, **outline)
+    else:
+        draw.ellipse(box, **outline)
+
+
+def make_thumbnail(bench: str | Path, annotations: dict, key: PairKey, side: int = THUMB_SIDE) -> bytes:
+    """JPEG bytes: the image (EXIF orientation applied) shrunk to `side`, closer point as a
+    blue circle, other point as an orange square. Points are (row, col) in the oriented image."""
+    image_key, index = key
+    pairs = annotations.get(image_key)
+    if not pairs or not 0 <= index < len(pairs):
+        raise Da2kError(f"{Path(bench) / 'annotations.json'}: no pair {index} for {image_key}; is --images the benchmark the results were scored on?")
+    pair = pairs[index]
+    closer_name = pair.get("closer_point", "point1")
+    other_name = "point2" if closer_name == "point1" else "point1"
+    path = Path(bench) / image_key
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img).convert("RGB")
+    except (OSError, UnidentifiedImageError) as exc:
+        raise Da2kError(f"{path}: cannot read benchmark image ({exc})") from None
+    scale = min(1.0, side / max(img.size))
+    if scale < 1.0:
+        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
+    draw = ImageDraw.Draw(img)
+    (r1, c1), (r2, c2) = pair[other_name], pair[closer_name]
+    _marker(draw, r1 * scale, c1 * scale, OTHER_COLOUR, square=True)
+    _marker(draw, r2 * scale, c2 * scale, CLOSER_COLOUR, square=False)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()

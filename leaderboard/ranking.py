@@ -1,0 +1,99 @@
+"""Row order, ranks with CI-aware ties, and pairwise McNemar tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from da2k.leaderboard.pairs import PairKey, PairOutcome
+from da2k.leaderboard.results import Entry
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """An entry with its rank: 1 + the number of rows whose 95 % CI lies wholly above its own.
+
+    `tied` is True when its CI overlaps another row's, i.e. the data do not order the two;
+    the site prints such ranks as "≈N".
+    """
+
+    entry: Entry
+    rank: int
+    tied: bool
+
+
+def _interval(entry: Entry) -> tuple[float, float]:
+    ci = entry.overall.ci95
+    return ci if ci is not None else (entry.overall.accuracy, entry.overall.accuracy)
+
+
+def rank_entries(entries: list[Entry]) -> list[Ranked]:
+    """Rank the entries of one benchmark and return them in display order.
+
+    Display order: model groups by their best overall accuracy (descending), and inside a
+    group measured rows before reported ones, so both rows of one model sit together.
+    """
+    intervals = [_interval(e) for e in entries]
+    ranked = {}
+    for i, entry in enumerate(entries):
+        lo_i, hi_i = intervals[i]
+        better = sum(1 for j, (lo_j, _) in enumerate(intervals) if j != i and lo_j > hi_i)
+        tied = any(
+            j != i and lo_i <= hi_j and lo_j <= hi_i for j, (lo_j, hi_j) in enumerate(intervals)
+        )
+        ranked[i] = Ranked(entry, 1 + better, tied)
+
+    best: dict[str, float] = {}
+    for entry in entries:
+        best[entry.group] = max(best.get(entry.group, 0.0), entry.overall.accuracy)
+    order = sorted(
+        range(len(entries)),
+        key=lambda i: (
+            -best[entries[i].group],
+            entries[i].group,
+            entries[i].provenance != "measured",
+            -entries[i].overall.accuracy,
+            entries[i].sort_key,
+        ),
+    )
+    return [ranked[i] for i in order]
+
+
+def group_runs(ranked: list[Ranked]) -> list[list[Ranked]]:
+    """Split display-ordered rows into consecutive runs of one model group."""
+    runs: list[list[Ranked]] = []
+    for row in ranked:
+        if runs and runs[-1][0].entry.group == row.entry.group:
+            runs[-1].append(row)
+        else:
+            runs.append([row])
+    return runs
+
+
+@dataclass(frozen=True)
+class PairwiseTest:
+    """Exact McNemar test of model a vs model b on the pairs both were scored on.
+
+    `a_only` counts pairs a got right and b wrong, `b_only` the reverse.
+    """
+
+    n_common: int
+    a_only: int
+    b_only: int
+    p_value: float | None
+
+
+def mcnemar_matrix(outcomes: list[dict[PairKey, PairOutcome]]) -> list[list[PairwiseTest]]:
+    """All-pairs exact McNemar tests, matching pairs on (image, pair_index)."""
+    from da2k.scoring import mcnemar_exact
+
+    matrix = []
+    for a in outcomes:
+        row = []
+        for b in outcomes:
+            common = sorted(a.keys() & b.keys())
+            a_only = sum(1 for k in common if a[k].correct and not b[k].correct)
+            b_only = sum(1 for k in common if b[k].correct and not a[k].correct)
+            p = float(mcnemar_exact(a_only, b_only)) if common else None
+            row.append(PairwiseTest(len(common), a_only, b_only, p))
+        matrix.append(row)
+    return matrix

@@ -1,0 +1,315 @@
+"""`da2k leaderboard`: site contents against the inputs, determinism, no network, validation."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from da2k.cli import main
+from da2k.errors import Da2kError
+from da2k.leaderboard import build_site, load_result
+from da2k.leaderboard.gallery import CLOSER_COLOUR, OTHER_COLOUR, make_thumbnail
+from da2k.leaderboard.pairs import PairOutcome
+from da2k.leaderboard.paper import load_paper_tables
+from da2k.leaderboard.ranking import mcnemar_matrix, rank_entries
+from da2k.leaderboard.results import Entry, Score
+
+FIXTURES = Path(__file__).parent / "fixtures" / "leaderboard"
+MEASURED = ["vits", "vitl", "mymodel"]
+VOID = {"meta", "link", "img", "br", "hr", "input", "source", "col", "wbr"}
+
+
+class _Page(HTMLParser):
+    """Checks tag nesting and collects the leaderboard's body rows as lists of cells."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.rows: list[list[dict]] = []  # cells: {"tag", "attrs", "text"}
+        self.tbodies: list[int] = []  # tbody index per row
+        self.attrs_seen: list[tuple[str, dict]] = []
+        self._tbody = -1
+        self._cell: dict | None = None
+        self._in_board = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        self.attrs_seen.append((tag, attrs))
+        if tag not in VOID:
+            self.stack.append(tag)
+        if tag == "table":
+            self._in_board = "leaderboard" in (attrs.get("class") or "")
+        if self._in_board and tag == "tbody":
+            self._tbody += 1
+        if self._in_board and tag == "tr" and "tbody" in self.stack:
+            self.rows.append([])
+            self.tbodies.append(self._tbody)
+        if self._in_board and tag in ("td", "th") and "tbody" in self.stack and self._cell is None:
+            self._cell = {"tag": tag, "attrs": attrs, "text": ""}
+
+    def handle_endtag(self, tag):
+        if tag in VOID:
+            return
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes <{self.stack[-1] if self.stack else None}>"
+        self.stack.pop()
+        if tag in ("td", "th") and self._cell is not None and self._cell["tag"] == tag:
+            self.rows[-1].append(self._cell)
+            self._cell = None
+        if tag == "table":
+            self._in_board = False
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell["text"] += data
+
+
+def parse(path: Path) -> _Page:
+    page = _Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    page.close()
+    assert page.stack == [], f"unclosed tags {page.stack}"
+    return page
+
+
+def row_named(page: _Page, name: str, provenance: str) -> list[dict]:
+    for row in page.rows:
+        if row[1]["attrs"].get("data-value") == name and row[2]["attrs"]["data-value"] == provenance:
+            return row
+    raise AssertionError(f"no {provenance} row for {name}")
+
+
+def make_bench(root: Path) -> Path:
+    """A DA-2K-format folder matching the fixtures' pairs (tiny generated JPEGs)."""
+    bench = root / "bench"
+    annotations = json.loads((FIXTURES / "bench" / "annotations.json").read_text())
+    for key in annotations:
+        (bench / key).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 48), (90, 120, 60)).save(bench / key)
+    shutil.copy(FIXTURES / "bench" / "annotations.json", bench / "annotations.json")
+    return bench
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("lb")
+    build_site([FIXTURES], root / "site", images=make_bench(root))
+    return root / "site"
+
+
+def test_table_cells_match_the_result_files(site):
+    page = parse(site / "index.html")
+    for name in MEASURED:
+        data = json.loads((FIXTURES / f"{name}.json").read_text())
+        entry = load_result(FIXTURES / f"{name}.json")
+        row = row_named(page, entry.name, "measured")
+        overall = data["overall"]
+        assert float(row[3]["attrs"]["data-value"]) == pytest.approx(overall["accuracy"])
+        lo, hi = overall["ci95"]
+        assert row[3]["text"] == f"{100 * overall['accuracy']:.1f}{100 * lo:.1f}–{100 * hi:.1f}"
+        assert row[3]["attrs"]["title"] == f"{overall['correct']} of {overall['n']} pairs correct"
+        for k, scenario in enumerate(["indoor", "outdoor", "non_real", "transparent_reflective"]):
+            assert float(row[5 + k]["attrs"]["data-value"]) == pytest.approx(data["scenarios"][scenario]["accuracy"])
+    acme = row_named(page, "Acme Depth", "reported")
+    assert acme[3]["text"].startswith("90.0") and acme[3]["text"].endswith("†")  # approximate CI
+    assert acme[7]["attrs"]["data-value"] == ""  # no non-real number: shown as missing
+
+
+def test_paper_rows_ship_with_the_package_and_their_citation():
+    entries = {e.name: e for e in load_paper_tables()}
+    table3 = {
+        "Marigold": 86.8, "GeoWizard": 88.1, "DepthFM": 85.8, "Depth Anything V1": 88.5,
+        "Depth Anything V2 ViT-S": 95.3, "Depth Anything V2 ViT-B": 97.0,
+        "Depth Anything V2 ViT-L": 97.1, "Depth Anything V2 ViT-G": 97.4,
+    }
+    assert {n: round(100 * e.overall.accuracy, 1) for n, e in entries.items()} == table3
+    assert all(e.provenance == "reported" and "Depth Anything V2" in e.citation for e in entries.values())
+    vitl = entries["Depth Anything V2 ViT-L"]
+    assert vitl.model_id == "vitl" and len(vitl.scenarios) == 8
+    assert vitl.scenarios["transparent_reflective"].accuracy == pytest.approx(0.963)
+    assert vitl.scenarios["non_real"].accuracy == pytest.approx(0.990)
+    assert entries["Depth Anything V2 ViT-G"].scenarios == {}
+    assert entries["Marigold"].latency_ms == 5200.0
+
+
+def test_measured_and_reported_rows_of_one_model_share_a_group(site):
+    page = parse(site / "index.html")
+    names = [(r[1]["attrs"]["data-value"], r[2]["attrs"]["data-value"]) for r in page.rows]
+    for model in ("Depth Anything V2 ViT-L", "Depth Anything V2 ViT-S"):
+        i = names.index((model, "measured"))
+        assert names[i + 1] == (model, "reported")
+        assert page.tbodies[i] == page.tbodies[i + 1]
+    assert len(set(page.tbodies)) == len(page.tbodies) - 2  # every other model has its own group
+
+
+def _entry(name: str, acc: float, ci: tuple[float, float] | None) -> Entry:
+    return Entry("measured", name, name, name, "DA-2K", Score(acc, ci95=ci), None, {})
+
+
+def test_rank_is_shared_with_approx_sign_only_when_intervals_overlap():
+    rows = rank_entries([
+        _entry("c", 0.80, (0.78, 0.82)),
+        _entry("a", 0.97, (0.96, 0.98)),
+        _entry("b", 0.965, (0.955, 0.975)),
+    ])
+    assert [(r.entry.name, r.rank, r.tied) for r in rows] == [("a", 1, True), ("b", 1, True), ("c", 3, False)]
+
+
+def test_ranks_in_the_page_mark_ties(site):
+    page = parse(site / "index.html")
+    ranks = {(r[1]["attrs"]["data-value"], r[2]["attrs"]["data-value"]): r[0]["text"] for r in page.rows}
+    assert ranks[("Depth Anything V2 ViT-G", "reported")] == "≈1"
+    assert ranks[("DepthFM", "reported")].startswith("≈")  # overlaps Marigold's interval
+    assert int(ranks[("DepthFM", "reported")][1:]) > 5
+
+
+def test_mcnemar_matches_pairs_on_image_and_index_only():
+    def o(correct):
+        return PairOutcome("indoor", 1.0, 0.0, correct)
+
+    a = {("x.jpg", 0): o(True), ("x.jpg", 1): o(True), ("y.jpg", 0): o(False), ("z.jpg", 0): o(True)}
+    b = {("y.jpg", 0): o(True), ("x.jpg", 1): o(False), ("x.jpg", 0): o(False)}
+    test = mcnemar_matrix([a, b])[0][1]
+    assert (test.n_common, test.a_only, test.b_only) == (3, 2, 1)
+    assert test.p_value == pytest.approx(1.0)
+    assert mcnemar_matrix([a, b])[1][0].a_only == 1
+
+
+def test_build_twice_gives_identical_bytes(tmp_path):
+    bench = make_bench(tmp_path)
+    build_site([FIXTURES], tmp_path / "one", images=bench)
+    build_site([FIXTURES], tmp_path / "two", images=bench)
+    build_site([FIXTURES], tmp_path / "one", images=bench)  # a rebuild in place too
+    files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*") if p.is_file())
+    assert {Path("figures/da-2k-mcnemar.png"), Path("gallery.html"), Path("results/vits.pairs.csv")} <= set(files)
+    for rel in files:
+        assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes(), rel
+    png = (tmp_path / "one" / "figures" / "da-2k-overall.png").read_bytes()
+    assert b"Software" not in png and b"matplotlib" not in png
+
+
+def test_site_references_nothing_outside_itself(site):
+    for path in site.rglob("*"):
+        if not path.is_file() or path.parts[len(site.parts)] == "results":
+            continue  # results/ holds verbatim copies of the inputs, offered as downloads
+        data = path.read_bytes()
+        assert not re.search(rb"(?i)(https?:|ftp:|//[a-z0-9-]+\.[a-z]|@import|url\()", data), path
+    for page in ("index.html", "gallery.html"):
+        for tag, attrs in parse(site / page).attrs_seen:
+            for key in ("href", "src"):
+                target = attrs.get(key)
+                if target and not target.startswith("#"):
+                    assert ":" not in target and not target.startswith("/"), (tag, target)
+                    assert (site / target.split("#")[0]).is_file(), target
+
+
+def test_text_from_result_files_is_escaped(site):
+    html = (site / "index.html").read_text(encoding="utf-8")
+    assert "My &lt;b&gt;model&lt;/b&gt;" in html and "<b>model" not in html
+    assert "A. Author, B. Author. Acme Depth. 2026 (example.org/acme)" in html
+
+
+def test_table_markup_is_accessible(site):
+    html = (site / "index.html").read_text(encoding="utf-8")
+    assert "<caption" in html and '<th scope="col"' in html and '<th scope="row"' in html
+    assert 'aria-sort="descending"' in html and html.count('<button type="button" class="sort">') == 15
+    assert 'class="table-wrap" role="region"' in html
+
+
+def test_gallery_shows_pairs_most_models_miss_and_scenarios_link_to_it(site):
+    html = (site / "index.html").read_text(encoding="utf-8")
+    gallery = (site / "gallery.html").read_text(encoding="utf-8")
+    # pair 3 (images/aerial/aerial-1.jpg #1) is wrong for all three measured models
+    first = gallery.index('<section id="aerial"')
+    assert gallery.index("aerial-1.jpg</code> #1: 3 of 3 models wrong", first) > first
+    assert 'href="gallery.html#aerial"' in html
+    assert 'href="gallery.html#underwater"' not in html  # every model got underwater right
+    assert (site / "thumbs" / "aerial-aerial-1-1.jpg").is_file()
+
+
+def test_thumbnail_applies_exif_orientation_and_marks_both_points(tmp_path):
+    stored = Image.new("RGB", (80, 40), (128, 128, 128))  # landscape as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display -> 40 wide, 80 tall
+    (tmp_path / "images" / "indoor").mkdir(parents=True)
+    stored.save(tmp_path / "images" / "indoor" / "r.jpg", exif=exif.tobytes(), quality=95)
+    annotations = {"images/indoor/r.jpg": [{"point1": [60, 10], "point2": [15, 28], "closer_point": "point2"}]}
+    thumb = Image.open(__import__("io").BytesIO(make_thumbnail(tmp_path, annotations, ("images/indoor/r.jpg", 0))))
+    assert thumb.size == (40, 80)
+
+    def close(pixel, colour):
+        return all(abs(p - c) < 40 for p, c in zip(pixel, colour))
+
+    assert close(thumb.getpixel((28, 15)), CLOSER_COLOUR)  # (row 15, col 28): the closer point
+    assert close(thumb.getpixel((10, 60)), OTHER_COLOUR)
+
+
+def _bad(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"schema": "something/else"}', "schema is 'something/else'"),
+        ("[1, 2]", "must be an object"),
+        (json.dumps({**json.loads((FIXTURES / "vitl.json").read_text()), "overall": {"accuracy": 97.1}}), "not a fraction"),
+        (json.dumps({**json.loads((FIXTURES / "acme-reported.json").read_text()), "citation": None}), "citation"),
+    ],
+)
+def test_malformed_result_is_a_one_line_error_naming_the_file(tmp_path, text, says):
+    bad = _bad(tmp_path, "bad.json", text)
+    shutil.copy(FIXTURES / "vitl.pairs.csv", tmp_path)
+    result = CliRunner().invoke(main, ["leaderboard", "build", str(bad), "--out", str(tmp_path / "site")])
+    assert result.exit_code == 1
+    assert str(bad) in result.output and says in result.output
+    assert "Traceback" not in result.output and result.output.count("\n") == 1
+
+
+def test_pairs_file_disagreeing_with_its_result_is_rejected(tmp_path):
+    shutil.copy(FIXTURES / "vits.json", tmp_path)
+    (tmp_path / "vits.pairs.csv").write_text((FIXTURES / "vitl.pairs.csv").read_text())
+    with pytest.raises(Da2kError, match="vits.pairs.csv: 15 of 16 pairs correct"):
+        build_site([tmp_path], tmp_path / "site", include_reported=False)
+
+
+def test_build_refuses_to_empty_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "notes.txt").write_text("mine")
+    with pytest.raises(Da2kError, match="not empty"):
+        build_site([FIXTURES / "vits.json"], tmp_path / "site")
+    assert (tmp_path / "site" / "notes.txt").read_text() == "mine"
+
+
+def test_stamp_is_the_only_clock_in_the_output(tmp_path):
+    build_site([FIXTURES / "vits.json"], tmp_path / "a", stamp=True)
+    build_site([FIXTURES / "vits.json"], tmp_path / "b")
+    assert re.search(r"Built \d{4}-\d\d-\d\d \d\d:\d\d UTC", (tmp_path / "a" / "index.html").read_text())
+    assert "Built 2" not in (tmp_path / "b" / "index.html").read_text()
+
+
+def test_add_result_copies_the_file_and_its_pairs_and_refuses_to_overwrite(tmp_path):
+    runner = CliRunner()
+    target = tmp_path / "results"
+    result = runner.invoke(main, ["leaderboard", "add-result", str(FIXTURES / "vits.json"), "--results-dir", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "overall 81.2%" in result.output
+    assert (target / "vits.json").read_bytes() == (FIXTURES / "vits.json").read_bytes()
+    assert (target / "vits.pairs.csv").is_file()
+    again = runner.invoke(main, ["leaderboard", "add-result", str(FIXTURES / "vits.json"), "--results-dir", str(target)])
+    assert again.exit_code == 1 and "--force" in again.output
+    forced = runner.invoke(main, ["leaderboard", "add-result", str(FIXTURES / "vits.json"), "--results-dir", str(target), "--force"])
+    assert forced.exit_code == 0
+    built = runner.invoke(main, ["leaderboard", "build", str(target), "--out", str(tmp_path / "site"), "--no-reported"])
+    assert built.exit_code == 0, built.output
+    assert len(parse(tmp_path / "site" / "index.html").rows) == 1
