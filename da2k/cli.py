@@ -45,6 +45,10 @@ def _register() -> None:
     from da2k.cli_predict import predict
 
     main.add_command(predict)
+    from da2k.cli_evaluate import compare, evaluate, validate
+
+    for command in (evaluate, validate, compare):
+        main.add_command(command)
     from da2k.cli_leaderboard import leaderboard
 
     main.add_command(leaderboard)
@@ -52,7 +56,6 @@ def _register() -> None:
 
     for command in (cli_mine.mine, cli_mine.stats, cli_mine.export, cli_mine.import_benchmark, cli_mine.store):
         main.add_command(command)
-
 
 
 _register()

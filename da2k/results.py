@@ -23,7 +23,11 @@ import tempfile
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
+import numpy as np
+
+from da2k.benchmark import SCENARIOS
 from da2k.errors import Da2kError
+from da2k.scoring import Paired, order_scenarios, paired
 
 SCHEMA = "da2k.result/1"
 PAIR_FIELDS = ("key", "pair_index", "scenario", "closer_point", "value_closer", "value_other", "correct")
@@ -116,3 +120,40 @@ def pairs_path(result_path: str | Path, result: dict) -> Path:
     if not name:
         raise Da2kError(f"{result_path} names no per-pair file (a reported result cannot be compared pair by pair)")
     return Path(result_path).parent / name
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Two runs paired on their common pairs (image key, pair index), per scenario and overall."""
+
+    a: dict
+    b: dict
+    scenarios: dict[str, Paired]
+    overall: Paired
+    only_a: int  # pairs scored by A alone
+    only_b: int
+
+
+def compare(path_a: str | Path, path_b: str | Path) -> Comparison:
+    """Read two result files and their per-pair CSVs; pair outcomes on the common pairs."""
+    a, b = load_result(path_a), load_result(path_b)
+    rows_a = {(r.key, r.pair_index): r for r in read_pairs_csv(pairs_path(path_a, a))}
+    rows_b = {(r.key, r.pair_index): r for r in read_pairs_csv(pairs_path(path_b, b))}
+    common = [k for k in rows_a if k in rows_b]
+    if not common:
+        raise Da2kError(f"{path_a} and {path_b} share no pairs (different benchmarks?)")
+    by_scenario: dict[str, list] = {}
+    for k in common:
+        by_scenario.setdefault(rows_a[k].scenario, []).append(k)
+
+    def outcome(keys: list) -> Paired:
+        return paired(np.array([rows_a[k].correct for k in keys]), np.array([rows_b[k].correct for k in keys]))
+
+    return Comparison(
+        a=a,
+        b=b,
+        scenarios={s: outcome(by_scenario[s]) for s in order_scenarios(by_scenario, SCENARIOS)},
+        overall=outcome(common),
+        only_a=len(rows_a) - len(common),
+        only_b=len(rows_b) - len(common),
+    )

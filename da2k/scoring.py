@@ -153,7 +153,8 @@ def _axis(dst: np.ndarray, in_size: int, out_size: int, align_corners: bool):
 def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
     # a + t (b - a) is exact when a == b (a constant region stays a tie) and at t == 0 even when b
     # is inf/NaN, where the weighted-sum form would give NaN.
-    return np.where(t == 0, a, a + t * (b - a))
+    with np.errstate(invalid="ignore"):
+        return np.where(t == 0, a, a + t * (b - a))
 
 
 def sample_bilinear(

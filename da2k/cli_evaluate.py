@@ -1,0 +1,144 @@
+"""`da2k evaluate`, `da2k validate`, `da2k compare`: thin commands over da2k.evaluate,
+da2k.benchmark and da2k.results."""
+
+from __future__ import annotations
+
+import click
+
+from da2k.cli import user_errors
+from da2k.scoring import KINDS
+
+DATA_HELP = "DA-2K folder, its annotations.json, or DA-2K.zip (read in place). Default: DA-2K.zip from the hub (cached)."
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:5.1f}"
+
+
+def _score_line(label: str, s: dict, width: int) -> str:
+    lo, hi = s["ci95"]
+    return f"{label:<{width}} {s['n']:>6} {s['correct']:>7} {_pct(s['accuracy'])} %  [{_pct(lo)}, {_pct(hi)}]"
+
+
+def format_table(result: dict) -> str:
+    """Per-scenario n, correct, accuracy and 95 % CI, then the overall lines."""
+    width = max([len("scenario mean"), *map(len, result["scenarios"])]) + 2
+    lines = [f"{'scenario':<{width}} {'n':>6} {'correct':>7} {'accuracy':>8}  95 % CI"]
+    lines += [_score_line(name, s, width) for name, s in result["scenarios"].items()]
+    lines.append(_score_line("overall", result["overall"], width))
+    lines.append(f"{'scenario mean':<{width}} {'':>6} {'':>7} {_pct(result['overall']['scenario_mean'])} %  (unweighted)")
+    return "\n".join(lines)
+
+
+def _echo_problems(problems, err: bool = False) -> None:
+    for problem in problems:
+        click.echo(str(problem), err=err)
+
+
+@click.command()
+@click.option("--model", "spec", required=True, help="vits|vitb|vitl|vitg|v1-*|metric-*, precomputed:DIR, hf:REPO, marigold:REPO or python:MODULE:FUNCTION.")
+@click.option("--weights", type=click.Path(), help="Checkpoint for our models (default: $DA2K_WEIGHTS_DIR, then the hub).")
+@click.option("--kind", type=click.Choice(KINDS), help="Output kind: required for precomputed:, overrides the declared one otherwise.")
+@click.option("--data", type=click.Path(), help=DATA_HELP)
+@click.option("--input-size", type=int, help="Network input size (ours: short side, default 518; hf/marigold: processing size).")
+@click.option("--scenarios", help="Comma-separated scenarios to score (default: all).")
+@click.option("--limit", type=int, help="Score only the first N images (after --scenarios).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results", show_default=True, help="Folder for <run>.json and <run>.pairs.csv.")
+@click.option("--run", "run", help="Run name (default: <model>-<benchmark>[-<scenarios>][-first<N>]).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Per-image value cache (default: $DA2K_CACHE_DIR or ~/.cache/da2k).")
+@click.option("--skip-invalid", is_flag=True, help="Score the valid pairs of a benchmark with problems (skips are counted in the result).")
+@click.option("--allow-scenario", multiple=True, metavar="NAME", help="Accept an extra scenario folder (repeatable).")
+@click.option("--seed", type=int, default=0, show_default=True, help="marigold: noise seed.")
+@click.option("--ensemble-size", type=int, default=1, show_default=True, help="marigold: predictions averaged per image.")
+@click.option("--steps", type=int, help="marigold: denoising steps (default: the model's).")
+@click.option("--workers", type=int, default=2, show_default=True, help="Threads decoding and resizing ahead of the model.")
+@user_errors
+def evaluate(spec, weights, kind, data, input_size, scenarios, limit, device, precision, out_dir, run, cache_dir,
+             skip_invalid, allow_scenario, seed, ensemble_size, steps, workers):
+    """Score a depth model on DA-2K (or any DA-2K-format benchmark), per scenario.
+
+    \b
+    da2k evaluate --model vitl
+    da2k evaluate --model vits --weights depth_anything_v2_vits.pth --data DA-2K.zip
+    da2k evaluate --model precomputed:maps/ --kind depth --data DA-2K/
+    """
+    from da2k.benchmark import load_benchmark, validate
+    from da2k.evaluate import InvalidBenchmark
+    from da2k.evaluate import evaluate as run_evaluation
+    from da2k.predictors import PredictorOptions, make_predictor
+
+    bench = load_benchmark(data)
+    report = validate(bench, allow_scenario)
+    if not report.ok:
+        _echo_problems(report.problems, err=True)
+        if skip_invalid:
+            click.echo(
+                f"skipping {report.skipped_pairs(bench.annotations)} pair(s) "
+                f"({len(report.bad_images)} whole image(s)) with the {len(report.problems)} problem(s) above",
+                err=True,
+            )
+        else:
+            raise InvalidBenchmark(bench, report)
+    options = PredictorOptions(weights=weights, kind=kind, input_size=input_size, device=device,
+                               precision=precision, seed=seed, ensemble_size=ensemble_size, steps=steps)
+    predictor = make_predictor(spec, options)
+    chosen = [s.strip() for s in scenarios.split(",") if s.strip()] if scenarios else None
+    outcome = run_evaluation(bench, predictor, out_dir, scenarios=chosen, limit=limit, skip_invalid=skip_invalid,
+                             cache_dir=cache_dir, name=run, workers=workers, report=report)
+    result = outcome.result
+    click.echo(f"{result['model']['id']} on {bench.name} ({result['model']['kind']}, "
+               f"{outcome.computed} image(s) computed, the rest cached)")
+    click.echo(format_table(result))
+    if result["skipped_invalid"]["pairs"]:
+        click.echo(f"skipped {result['skipped_invalid']['pairs']} invalid pair(s)")
+    click.echo(f"wrote {outcome.result_path} and {outcome.pairs_path}")
+
+
+@click.command()
+@click.argument("path", required=False)
+@click.option("--allow-scenario", multiple=True, metavar="NAME", help="Accept an extra scenario folder (repeatable).")
+@user_errors
+def validate(path, allow_scenario):
+    """Check a DA-2K-format benchmark (folder, annotations.json or zip; default: the official one):
+    images exist and decode, points lie inside the EXIF-oriented images, closer_point is point1 or
+    point2, scenarios are known, no duplicate pairs. Lists every problem; exit 1 if any."""
+    from da2k.benchmark import load_benchmark
+    from da2k.benchmark import validate as check
+
+    bench = load_benchmark(path)
+    report = check(bench, allow_scenario)
+    summary = f"{bench.name}: {len(bench.annotations)} images, {bench.n_pairs} pairs"
+    if report.ok:
+        click.echo(f"{summary}, no problems")
+        return
+    _echo_problems(report.problems)
+    click.echo(
+        f"{summary}: {len(report.problems)} problem(s); {report.skipped_pairs(bench.annotations)} pair(s) "
+        "would be skipped by evaluate --skip-invalid"
+    )
+    raise SystemExit(1)
+
+
+@click.command()
+@click.argument("result_a", type=click.Path(dir_okay=False))
+@click.argument("result_b", type=click.Path(dir_okay=False))
+@user_errors
+def compare(result_a, result_b):
+    """Paired comparison of two result files on their common pairs: per scenario and overall,
+    accuracies, discordant pairs and the exact McNemar p-value (reads the per-pair CSVs)."""
+    from da2k.results import compare as pair_up
+
+    c = pair_up(result_a, result_b)
+    name_a, name_b = c.a["model"]["id"], c.b["model"]["id"]
+    click.echo(f"A = {name_a} ({result_a})\nB = {name_b} ({result_b})")
+    if c.a["benchmark"].get("annotations_sha256") != c.b["benchmark"].get("annotations_sha256"):
+        click.echo("note: the two runs used different annotation files", err=True)
+    if c.only_a or c.only_b:
+        click.echo(f"note: comparing common pairs only ({c.only_a} scored by A alone, {c.only_b} by B alone)", err=True)
+    width = max([len("overall"), *map(len, c.scenarios)]) + 2
+    click.echo(f"{'scenario':<{width}} {'n':>6} {'A acc':>7} {'B acc':>7} {'A only':>7} {'B only':>7}  exact McNemar p")
+    for label, p in [*c.scenarios.items(), ("overall", c.overall)]:
+        click.echo(f"{label:<{width}} {p.n:>6} {_pct(p.a_correct / p.n):>7} {_pct(p.b_correct / p.n):>7} "
+                   f"{p.b:>7} {p.c:>7}  {p.p_value:.4g}")

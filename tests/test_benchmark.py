@@ -1,0 +1,180 @@
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from da2k.benchmark import SCENARIOS, load_benchmark, scenario_of, validate
+from da2k.cli import main
+from da2k.errors import Da2kError
+from da2k.synthetic import make_benchmark
+
+
+@pytest.fixture
+def bench_dir(tmp_path: Path) -> Path:
+    make_benchmark(tmp_path / "bench", n_images=6, pairs_per_image=3)
+    return tmp_path / "bench"
+
+
+def _rewrite(root: Path, edit) -> dict:
+    path = root / "annotations.json"
+    annotations = json.loads(path.read_text())
+    edit(annotations)
+    path.write_text(json.dumps(annotations))
+    return annotations
+
+
+def _zip(root: Path, target: Path, prefix: str) -> Path:
+    with zipfile.ZipFile(target, "w") as z:
+        for f in sorted(root.rglob("*")):
+            if f.is_file() and "depth" not in f.parts:
+                z.write(f, prefix + f.relative_to(root).as_posix())
+    return target
+
+
+def test_scenario_is_the_component_after_images():
+    assert scenario_of("images/indoor/a.jpg") == "indoor"
+    assert scenario_of("DA-2K/images/object/sub/a.jpg") == "object"
+    assert scenario_of("indoor/a.jpg") is None
+    assert scenario_of("images/a.jpg") is None
+    assert len(SCENARIOS) == 8
+
+
+def test_loads_folder_and_its_annotations_file(bench_dir):
+    for source in (bench_dir, bench_dir / "annotations.json", bench_dir.parent):
+        bench = load_benchmark(source)
+        assert bench.name == "bench" and bench.n_pairs == 18 and len(bench.keys()) == 6
+
+
+@pytest.mark.parametrize("prefix", ["", "DA-2K/"])
+def test_loads_zip_in_place_with_or_without_top_folder(bench_dir, tmp_path, prefix):
+    archive = _zip(bench_dir, tmp_path / "DA-2K.zip", prefix)
+    before = set(tmp_path.rglob("*"))
+    bench = load_benchmark(archive)
+    assert bench.name == "DA-2K"
+    assert bench.annotations == load_benchmark(bench_dir).annotations
+    report = validate(bench)
+    assert report.ok and len(report.sizes) == 6
+    assert set(tmp_path.rglob("*")) == before  # nothing extracted
+
+
+def test_images_decode_with_exif_orientation_applied(bench_dir):
+    bench = load_benchmark(bench_dir)
+    key = "images/outdoor/scene001.jpg"  # stored under orientation 6 (rotated)
+    with Image.open(bench_dir / key) as raw:
+        assert raw.size == (48, 64)  # stored pixels: W=48, H=64
+    image = bench.load_image(key)
+    assert image.mode == "RGB" and (image.height, image.width) == (48, 64)
+
+
+def test_point_inside_exif_frame_but_outside_stored_frame_is_valid(bench_dir):
+    _rewrite(bench_dir, lambda a: a["images/outdoor/scene001.jpg"].append(
+        {"point1": [2, 60], "point2": [40, 3], "closer_point": "point1"}))
+    report = validate(load_benchmark(bench_dir))
+    assert report.ok, [str(p) for p in report.problems]
+
+
+def test_validate_lists_every_problem_with_its_location(bench_dir):
+    def break_it(a):
+        keys = list(a)
+        a[keys[0]][0]["closer_point"] = "point3"
+        a[keys[0]][1]["point2"] = [48, 10]  # row 48 of a 48-row image
+        a[keys[0]][2] = dict(a[keys[0]][0], closer_point="point1")  # duplicate of pair 0
+        a[keys[1]][0]["point1"] = [1, "x"]
+        del a[keys[1]][1]["point2"]
+        a[keys[1]][2] = "not a pair"
+        a["images/indoor/missing.jpg"] = [{"point1": [0, 0], "point2": [1, 1], "closer_point": "point1"}]
+        a["images/mystery/scene002.png"] = a.pop(keys[2])
+        a["images/indoor/notalist.png"] = {"point1": [0, 0]}
+
+    _rewrite(bench_dir, break_it)
+    (bench_dir / "images/mystery").mkdir()
+    (bench_dir / "images/object/scene002.png").rename(bench_dir / "images/mystery/scene002.png")
+    (bench_dir / "images/indoor/notalist.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    report = validate(load_benchmark(bench_dir))
+    where = [(p.key.split("/")[-1], p.pair_index) for p in report.problems]
+    assert where == [
+        ("scene000.png", 0),
+        ("scene000.png", 1),
+        ("scene000.png", 2),
+        ("scene001.jpg", 0),
+        ("scene001.jpg", 1),
+        ("scene001.jpg", 2),
+        ("missing.jpg", None),
+        ("scene002.png", None),
+        ("notalist.png", None),
+        ("notalist.png", None),
+    ]
+    messages = [p.message for p in report.problems]
+    assert "closer_point" in messages[0] and "outside the 48x64 image" in messages[1]
+    assert "duplicate of pair 0" in messages[2] and "[row, col]" in messages[3]
+    assert "point2 is missing" in messages[4] and "not found" in messages[6]
+    assert "unknown scenario 'mystery'" in messages[7] and "--allow-scenario mystery" in messages[7]
+    assert "does not decode" in messages[8] and "list of pairs" in messages[9]
+    assert str(report.problems[0]).startswith("images/indoor/scene000.png pair 0: ")
+    # evaluate --skip-invalid would drop 3 + 3 pairs plus the missing image's and the unknown scenario's
+    assert report.skipped_pairs(load_benchmark(bench_dir).annotations) == 3 + 3 + 1 + 3
+
+
+def test_allow_scenario_accepts_a_new_folder(bench_dir):
+    _rewrite(bench_dir, lambda a: a.update({"images/mystery/scene000.png": a.pop("images/indoor/scene000.png")}))
+    (bench_dir / "images/mystery").mkdir()
+    (bench_dir / "images/indoor/scene000.png").rename(bench_dir / "images/mystery/scene000.png")
+    assert not validate(load_benchmark(bench_dir)).ok
+    assert validate(load_benchmark(bench_dir), allowed_scenarios=["mystery"]).ok
+
+
+def test_truncated_image_is_reported(bench_dir):
+    path = bench_dir / "images/outdoor/scene001.jpg"
+    path.write_bytes(path.read_bytes()[:300])
+    report = validate(load_benchmark(bench_dir))
+    assert [(p.key, p.pair_index) for p in report.problems] == [("images/outdoor/scene001.jpg", None)]
+
+
+def test_malformed_json_is_one_line_error(bench_dir):
+    (bench_dir / "annotations.json").write_text('{"images/indoor/a.jpg": [')
+    with pytest.raises(Da2kError, match=r"not valid JSON.*line 1"):
+        load_benchmark(bench_dir)
+    result = CliRunner().invoke(main, ["validate", str(bench_dir)])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_top_level_must_be_an_object(bench_dir):
+    (bench_dir / "annotations.json").write_text("[]")
+    with pytest.raises(Da2kError, match="JSON object"):
+        load_benchmark(bench_dir)
+
+
+def test_missing_benchmark_is_a_clear_error(tmp_path):
+    with pytest.raises(Da2kError, match="no benchmark"):
+        load_benchmark(tmp_path / "nowhere")
+    with pytest.raises(Da2kError, match="no annotations.json"):
+        load_benchmark(tmp_path)
+
+
+def test_offline_default_source_names_the_file_and_the_flag(monkeypatch):
+    import huggingface_hub
+
+    def offline(**kwargs):
+        raise huggingface_hub.errors.LocalEntryNotFoundError("offline")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+    with pytest.raises(Da2kError) as info:
+        load_benchmark(None)
+    message = str(info.value)
+    assert "DA-2K.zip" in message and "--data" in message and "\n" not in message
+
+
+def test_cli_validate_exit_codes(bench_dir):
+    runner = CliRunner()
+    ok = runner.invoke(main, ["validate", str(bench_dir)])
+    assert ok.exit_code == 0 and "no problems" in ok.output
+    _rewrite(bench_dir, lambda a: [a[k][0].update(closer_point="both") for k in list(a)[:2]])
+    bad = runner.invoke(main, ["validate", str(bench_dir)])
+    assert bad.exit_code == 1
+    assert "images/indoor/scene000.png pair 0: closer_point" in bad.output
+    assert "images/outdoor/scene001.jpg pair 0: closer_point" in bad.output
+    assert "2 problem(s)" in bad.output
