@@ -29,8 +29,9 @@ def _interval(entry: Entry) -> tuple[float, float]:
 def rank_entries(entries: list[Entry]) -> list[Ranked]:
     """Rank the entries of one benchmark and return them in display order.
 
-    Display order: model groups by their best overall accuracy (descending), and inside a
-    group measured rows before reported ones, so both rows of one model sit together.
+    Display order: measured rows before reported ones inside a model group (so both rows of
+    one model sit together), and groups by their lead row's overall accuracy, descending, as
+    the page's sort buttons order them.
     """
     intervals = [_interval(e) for e in entries]
     ranked = {}
@@ -42,19 +43,13 @@ def rank_entries(entries: list[Entry]) -> list[Ranked]:
         )
         ranked[i] = Ranked(entry, 1 + better, tied)
 
-    best: dict[str, float] = {}
-    for entry in entries:
-        best[entry.group] = max(best.get(entry.group, 0.0), entry.overall.accuracy)
-    order = sorted(
-        range(len(entries)),
-        key=lambda i: (
-            -best[entries[i].group],
-            entries[i].group,
-            entries[i].provenance != "measured",
-            -entries[i].overall.accuracy,
-            entries[i].sort_key,
-        ),
-    )
+    def within(i: int) -> tuple:
+        return (entries[i].provenance != "measured", -entries[i].overall.accuracy, entries[i].sort_key)
+
+    lead: dict[str, float] = {}
+    for i in sorted(range(len(entries)), key=within):
+        lead.setdefault(entries[i].group, entries[i].overall.accuracy)
+    order = sorted(range(len(entries)), key=lambda i: (-lead[entries[i].group], entries[i].group, within(i)))
     return [ranked[i] for i in order]
 
 

@@ -12,21 +12,21 @@
     return numeric ? parseFloat(raw) : raw.toLowerCase();
   }
 
-  function groupValue(group, col, numeric, descending) {
-    var best = null;
-    Array.prototype.forEach.call(group.rows, function (row) {
-      var v = cellValue(row, col, numeric);
-      if (v === null) { return; }
-      if (best === null || (descending ? v > best : v < best)) { best = v; }
-    });
-    return best;
+  /* A group sorts by its lead row (measured before reported) that has a value in the column,
+     so the two directions are exact reverses of each other. */
+  function groupValue(group, col, numeric) {
+    for (var i = 0; i < group.rows.length; i += 1) {
+      var v = cellValue(group.rows[i], col, numeric);
+      if (v !== null) { return v; }
+    }
+    return null;
   }
 
   function sortTable(table, th, col, descending) {
     var numeric = th.getAttribute("data-type") === "number";
     var groups = Array.prototype.slice.call(table.tBodies);
     var keyed = groups.map(function (group, index) {
-      return { group: group, value: groupValue(group, col, numeric, descending), index: index };
+      return { group: group, value: groupValue(group, col, numeric), index: index };
     });
     keyed.sort(function (a, b) {
       if (a.value === null && b.value === null) { return a.index - b.index; }
