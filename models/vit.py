@@ -40,10 +40,14 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.heads(x))
+
+    def heads(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention output before the `proj` layer, (B, N, C)."""
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         x = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
-        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+        return x.transpose(1, 2).reshape(b, n, c)
 
 
 class Mlp(nn.Module):
@@ -54,7 +58,10 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(self.hidden(x))
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.fc1(x))
 
 
 class SwiGLU(nn.Module):
@@ -67,17 +74,31 @@ class SwiGLU(nn.Module):
         self.w3 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w3(self.hidden(x))
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
         x1, x2 = self.w12(x).chunk(2, dim=-1)
-        return self.w3(F.silu(x1) * x2)
+        return F.silu(x1) * x2
 
 
 class LayerScale(nn.Module):
+    """Per-channel scale of a residual branch (its `gamma` is folded into the GEMM by `Block`)."""
+
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.gamma = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.gamma
+
+
+def scaled_residual(x: torch.Tensor, h: torch.Tensor, out: nn.Linear, scale: LayerScale) -> torch.Tensor:
+    """x + gamma * out(h) as one GEMM accumulating into the residual: folding gamma into the
+    (small) weight saves three passes over the (large) activations: bias copy, scale, add."""
+    weight = out.weight * scale.gamma[:, None]
+    bias = out.bias * scale.gamma
+    flat = torch.addmm((x + bias).reshape(-1, x.shape[-1]), h.reshape(-1, h.shape[-1]), weight.t())
+    return flat.view(x.shape)
 
 
 class Block(nn.Module):
@@ -91,8 +112,10 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x)))
-        return x + self.ls2(self.mlp(self.norm2(x)))
+        # x + ls1(attn(norm1(x))), then x + ls2(mlp(norm2(x))), each with a fused epilogue.
+        x = scaled_residual(x, self.attn.heads(self.norm1(x)), self.attn.proj, self.ls1)
+        out = self.mlp.fc2 if isinstance(self.mlp, Mlp) else self.mlp.w3
+        return scaled_residual(x, self.mlp.hidden(self.norm2(x)), out, self.ls2)
 
 
 class VisionTransformer(nn.Module):

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from da2k.models import build_model, infer, infer_lowres
-from parity import FIXTURES, deterministic_state_dict, official_keys, reference, reference_input
+from da2k.models.parity import deterministic_state_dict
+from official import FIXTURES, official_keys, reference, reference_input
 
 PARITY_MODELS = ["vits", "vitb", "v1-vits", "metric-hypersim-vits"]
 

@@ -1,30 +1,16 @@
-"""Deterministic weights as the official-parity fixtures define them (fixtures/official_parity/README.md)."""
+"""Deterministic weights for parity checks against the official code without shipping weights.
+
+The recipe (shared with the official-parity fixtures, tests/fixtures/official_parity/README.md):
+every float tensor is drawn from a normal generator seeded by the crc32 of its state-dict name,
+then scaled by its role, so any implementation with the official key names can rebuild it.
+"""
 
 from __future__ import annotations
 
-import json
 import zlib
-from pathlib import Path
 
 import numpy as np
 import torch
-
-FIXTURES = Path(__file__).parent / "fixtures"
-PARITY = FIXTURES / "official_parity"
-
-# registry name -> fixture stem
-FIXTURE_STEM = {
-    "vits": "vits",
-    "vitb": "vitb",
-    "vitl": "vitl",
-    "vitg": "vitg",
-    "v1-vits": "v1_vits",
-    "metric-hypersim-vits": "metric_hypersim20_vits",
-}
-
-
-def official_keys(name: str) -> dict[str, list]:
-    return json.loads((PARITY / f"{FIXTURE_STEM[name]}_keys.json").read_text())
 
 
 def deterministic_tensor(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -47,15 +33,6 @@ def deterministic_tensor(name: str, shape: tuple[int, ...], dtype: torch.dtype) 
 
 
 def deterministic_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The deterministic weights for every entry of `model.state_dict()`."""
     return {k: deterministic_tensor(k, tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
 
-
-def reference(name: str) -> dict[str, np.ndarray]:
-    with np.load(PARITY / f"{FIXTURE_STEM[name]}_reference.npz") as z:
-        return {k: z[k] for k in z.files}
-
-
-def reference_input(ref: dict[str, np.ndarray]) -> torch.Tensor:
-    shape = tuple(int(s) for s in ref["input_shape"])
-    seed = int(ref["input_seed"]) if "input_seed" in ref else 0
-    return torch.from_numpy(np.random.default_rng(seed).standard_normal(size=shape, dtype=np.float32))
