@@ -86,7 +86,7 @@ def overall_accuracy(rows: list[Ranked], labels: list[str]) -> bytes:
             x = 100 * score.accuracy
             err = None
             if score.ci95 is not None:
-                err = [[x - 100 * score.ci95[0]], [100 * score.ci95[1] - x]]
+                err = [[max(0.0, x - 100 * score.ci95[0])], [max(0.0, 100 * score.ci95[1] - x)]]  # float noise
             bars = ax.errorbar(
                 [x], [y], xerr=err, fmt="o" if measured else "s", color=colour, capsize=3,
                 markerfacecolor=colour if measured else "white", markersize=6, label=label,
@@ -96,7 +96,10 @@ def overall_accuracy(rows: list[Ranked], labels: list[str]) -> bytes:
                     line.set_linestyle("--")
         ax.set_yticks(range(len(rows)), labels)
         ax.invert_yaxis()
-        ax.set_xlabel("overall accuracy (%), 95 % CI; dashed: approximate, assumes the paper's ~2K pairs")
+        label = "overall accuracy (%), 95 % CI"
+        if any(r.entry.overall.ci_approx for r in rows):
+            label += "; dashed: approximate (reported numbers have no pair counts)"
+        ax.set_xlabel(label)
         ax.grid(axis="x", color="#dddddd", linewidth=0.6)
         ax.set_axisbelow(True)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from da2k.errors import Da2kError
 from da2k.leaderboard.pairs import PairKey, PairOutcome
+from da2k.leaderboard.results import SCENARIOS
 
 CLOSER_COLOUR = (0, 114, 178)  # Okabe-Ito blue: circle = the annotated closer point
 OTHER_COLOUR = (230, 159, 0)  # Okabe-Ito orange: square = the other point
@@ -45,9 +46,10 @@ def select_hard_pairs(
         pair = HardPair(key, scenario, answers)
         if pair.n_wrong:
             by_scenario.setdefault(scenario, []).append(pair)
+    order = sorted(by_scenario, key=lambda s: (SCENARIOS.index(s) if s in SCENARIOS else len(SCENARIOS), s))
     return {
-        scenario: sorted(pairs, key=lambda p: (-p.n_wrong / len(p.answers), -p.n_wrong, p.key))[:per_scenario]
-        for scenario, pairs in sorted(by_scenario.items())
+        scenario: sorted(by_scenario[scenario], key=lambda p: (-p.n_wrong / len(p.answers), -p.n_wrong, p.key))[:per_scenario]
+        for scenario in order
     }
 
 
@@ -84,7 +86,7 @@ def _marker(draw: ImageDraw.ImageDraw, row: float, col: float, colour: tuple, sq
 
 
 def make_thumbnail(bench: str | Path, annotations: dict, key: PairKey, side: int = THUMB_SIDE) -> bytes:
-    """JPEG bytes: the image (EXIF orientation applied) shrunk to `side`, closer point as a
+    """JPEG bytes: the image (EXIF orientation applied) scaled to `side`, closer point as a
     blue circle, other point as an orange square. Points are (row, col) in the oriented image."""
     image_key, index = key
     pairs = annotations.get(image_key)
@@ -99,8 +101,8 @@ def make_thumbnail(bench: str | Path, annotations: dict, key: PairKey, side: int
             img = ImageOps.exif_transpose(img).convert("RGB")
     except (OSError, UnidentifiedImageError) as exc:
         raise Da2kError(f"{path}: cannot read benchmark image ({exc})") from None
-    scale = min(1.0, side / max(img.size))
-    if scale < 1.0:
+    scale = side / max(img.size)  # small images are enlarged too, so markers stay legible
+    if scale != 1.0:
         img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.LANCZOS)
     draw = ImageDraw.Draw(img)
     (r1, c1), (r2, c2) = pair[other_name], pair[closer_name]

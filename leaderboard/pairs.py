@@ -1,6 +1,7 @@
 """Per-pair CSV files: columns `image,pair_index,scenario,value_closer,value_other,correct`.
 
-Columns are read by name; extra columns are ignored."""
+Columns are read by name; extra columns are ignored. The image column may also be called `key`,
+as `da2k evaluate` writes it (da2k/results.py)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ def read_pairs(path: str | Path) -> dict[PairKey, PairOutcome]:
     try:
         with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
-            missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+            fields = list(reader.fieldnames or [])
+            image_column = "image" if "image" in fields or "key" not in fields else "key"
+            missing = [c for c in COLUMNS if c not in fields and not (c == "image" and image_column == "key")]
             if missing:
                 raise Da2kError(
                     f"{path}: pairs file lacks column(s) {', '.join(missing)}; expected {','.join(COLUMNS)}"
@@ -39,7 +42,7 @@ def read_pairs(path: str | Path) -> dict[PairKey, PairOutcome]:
                 try:
                     if row["correct"] not in ("0", "1"):
                         raise ValueError(f"correct={row['correct']!r}")
-                    key = (row["image"], int(row["pair_index"]))
+                    key = (row[image_column], int(row["pair_index"]))
                     outcome = PairOutcome(
                         row["scenario"], float(row["value_closer"]), float(row["value_other"]), row["correct"] == "1"
                     )

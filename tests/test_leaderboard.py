@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -241,14 +242,16 @@ def test_thumbnail_applies_exif_orientation_and_marks_both_points(tmp_path):
     (tmp_path / "images" / "indoor").mkdir(parents=True)
     stored.save(tmp_path / "images" / "indoor" / "r.jpg", exif=exif.tobytes(), quality=95)
     annotations = {"images/indoor/r.jpg": [{"point1": [60, 10], "point2": [15, 28], "closer_point": "point2"}]}
-    thumb = Image.open(__import__("io").BytesIO(make_thumbnail(tmp_path, annotations, ("images/indoor/r.jpg", 0))))
-    assert thumb.size == (40, 80)
+    jpeg = make_thumbnail(tmp_path, annotations, ("images/indoor/r.jpg", 0), side=160)
+    thumb = Image.open(io.BytesIO(jpeg))
+    assert thumb.size == (80, 160)  # oriented frame, scaled x2
 
     def close(pixel, colour):
         return all(abs(p - c) < 40 for p, c in zip(pixel, colour))
 
-    assert close(thumb.getpixel((28, 15)), CLOSER_COLOUR)  # (row 15, col 28): the closer point
-    assert close(thumb.getpixel((10, 60)), OTHER_COLOUR)
+    assert close(thumb.getpixel((56, 30)), CLOSER_COLOUR)  # (row 15, col 28) x2: the closer point
+    assert close(thumb.getpixel((20, 120)), OTHER_COLOUR)
+    assert close(thumb.getpixel((60, 100)), (128, 128, 128))
 
 
 def _bad(tmp_path: Path, name: str, text: str) -> Path:

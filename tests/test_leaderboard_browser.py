@@ -115,8 +115,12 @@ def test_gallery_page_loads_its_thumbnails(browser, site):
     requests = []
     page.on("request", lambda r: requests.append(r.url))
     page.goto((site / "gallery.html").as_uri() + "#aerial")
-    sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
-    assert sizes and all(w > 0 for w in sizes)
+    thumbs = page.locator("img")
+    assert thumbs.count() > 0
+    for k in range(thumbs.count()):  # lazy images load once scrolled into view
+        thumbs.nth(k).scroll_into_view_if_needed()
+        thumbs.nth(k).evaluate("i => i.complete || new Promise(r => { i.addEventListener('load', r); i.addEventListener('error', r); })")
+        assert thumbs.nth(k).evaluate("i => i.naturalWidth") > 0
     assert all(url.startswith("file://") for url in requests)
     page.close()
 
