@@ -257,7 +257,7 @@ class HFPredictor(Predictor):
         try:
             self.processor = AutoImageProcessor.from_pretrained(repo)
             self.model = AutoModelForDepthEstimation.from_pretrained(repo).eval()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # missing files; ValueError: not a valid repo id
             raise Da2kError(f"cannot load transformers model {repo!r}: {str(exc).splitlines()[0]}") from None
         config = self.model.config
         family = config.model_type
@@ -353,7 +353,7 @@ class MarigoldPredictor(Predictor):
         dtype = torch.float16 if self.device.type == "cuda" and precision in ("auto", "fp16") else torch.float32
         try:
             self.pipe = MarigoldDepthPipeline.from_pretrained(repo, torch_dtype=dtype).to(self.device)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # missing files; ValueError: not a valid repo id
             raise Da2kError(f"cannot load Marigold pipeline {repo!r}: {str(exc).splitlines()[0]}") from None
         self.pipe.set_progress_bar_config(disable=True)
         self._torch = torch
