@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def predict(images, model_name, weights, input_size, out_dir, fmt, device, preci
     for src, result in progress:
         if isinstance(result, Exception):
             failed += 1
-            progress.write(f"skipped {src}: {result}", file=click.get_text_stream("stderr"))
+            progress.write(f"skipped {src}: {result}", file=sys.stderr)
             continue
         save_map(result.upsample(), targets[src], fmt)
     click.echo(f"wrote {len(jobs) - failed} depth map(s) to {out}" + (f"; {failed} image(s) failed" if failed else ""))
