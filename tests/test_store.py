@@ -1,0 +1,232 @@
+"""The annotation store: SQLite settings, schema version, uniqueness, merge, the human workflow."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+
+from da2k.cli import main
+from da2k.errors import Da2kError
+from da2k.mine import mine
+from da2k.store import (
+    AuditEvent,
+    Claim,
+    ExpertRun,
+    ExpertVote,
+    HumanVote,
+    Image,
+    Pair,
+    SchemaVersion,
+    Store,
+    database_url,
+)
+from da2k.store.annotation import claim_next, record_human_vote, release_claim, review_pair
+from da2k.store.ops import expert_run_id
+from da2k.store.stats import store_stats
+from mining_helpers import make_scenes
+
+
+def add_image(store: Store, sha: str = "a" * 64, n_pairs: int = 1, status: str = "needs_human", **pair) -> list[int]:
+    with store.write() as s:
+        image = Image(sha256=sha, root="/r", path=f"indoor/{sha[:4]}.jpg", scenario="indoor", width=64, height=48)
+        s.add(image)
+        s.flush()
+        pairs = [Pair(image_id=image.id, p1_row=1, p1_col=i + 1, p2_row=30, p2_col=40, status=status, **pair)
+                 for i in range(n_pairs)]
+        s.add_all(pairs)
+        s.flush()
+        return [p.id for p in pairs]
+
+
+def count(store: Store, table) -> int:
+    with store.read() as s:
+        return s.scalar(select(func.count()).select_from(table))
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
+    with Store(tmp_path / "x.db") as store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 10_000
+
+
+def test_a_bare_path_and_a_sqlite_url_open_the_same_database(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with Store("rel.db") as store:
+        add_image(store)
+    with Store(f"sqlite:///{tmp_path / 'rel.db'}") as store:
+        assert count(store, Image) == 1
+    assert database_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    with pytest.raises(Da2kError, match="no annotation database"):
+        Store(tmp_path / "missing.db", create=False)
+
+
+def test_schema_version_is_recorded_and_a_newer_one_is_refused(tmp_path):
+    with Store(tmp_path / "v.db") as store:
+        assert store.schema_version == 1
+        with store.write() as s:
+            s.get(SchemaVersion, 1).version = 99
+    with pytest.raises(Da2kError, match="schema version 99"):
+        Store(tmp_path / "v.db")
+
+
+def test_unique_keys_reject_duplicate_images_pairs_runs_and_votes(tmp_path):
+    with Store(tmp_path / "u.db") as store:
+        (pair_id,) = add_image(store)
+        run = expert_run_id(store, "vits", None, {"input_size": 518}, "disparity")
+        assert expert_run_id(store, "vits", None, {"input_size": 518}, "disparity") == run
+        assert expert_run_id(store, "vits", None, {"input_size": 392}, "disparity") != run
+        duplicates = [
+            lambda s: s.add(Image(sha256="a" * 64, root="/other", path="b.jpg", scenario="x", width=1, height=1)),
+            lambda s: s.add(Pair(image_id=1, p1_row=1, p1_col=1, p2_row=30, p2_col=40)),
+            lambda s: s.add_all([ExpertVote(pair_id=pair_id, expert_run_id=run, value1=1, value2=0, closer="point1", margin=1)
+                                 for _ in range(2)]),
+            lambda s: s.add_all([HumanVote(pair_id=pair_id, annotator="ann", answer="point1"),
+                                 HumanVote(pair_id=pair_id, annotator="ann", answer="point2")]),
+        ]
+        for add in duplicates:
+            with pytest.raises(IntegrityError):
+                with store.write() as s:
+                    add(s)
+        assert (count(store, Image), count(store, Pair), count(store, ExpertRun)) == (1, 1, 2)
+
+
+def test_a_writer_waits_for_another_writer_instead_of_failing(tmp_path):
+    store = Store(tmp_path / "w.db")
+    held = threading.Event()
+
+    def hold_the_lock():
+        with store.write() as s:
+            s.add(Image(sha256="b" * 64, root="/r", path="b.jpg", scenario="indoor", width=1, height=1))
+            s.flush()
+            held.set()
+            time.sleep(0.5)
+
+    thread = threading.Thread(target=hold_the_lock)
+    thread.start()
+    held.wait()
+    started = time.perf_counter()
+    other = Store(tmp_path / "w.db")
+    add_image(other)  # blocks on the write lock, then succeeds
+    thread.join()
+    assert time.perf_counter() - started >= 0.3
+    assert count(store, Image) == 2
+    store.close()
+    other.close()
+
+
+def test_shards_merged_equal_a_single_run_and_merging_again_adds_nothing(tmp_path):
+    scenes = make_scenes(tmp_path / "s", n_images=6)
+    specs = scenes.specs("gt", "noisy", "flipped")
+    opts = dict(pairs_per_image=3, points="felzenszwalb", progress=False)
+    with Store(tmp_path / "single.db") as single:
+        mine(single, scenes.images, specs, **opts)
+        single_stats = store_stats(single)
+    sizes = []
+    for i in range(2):
+        with Store(tmp_path / f"shard{i}.db") as shard:
+            sizes.append(mine(shard, scenes.images, specs, shard=(i, 2), **opts).files)
+    assert sum(sizes) == 6 and min(sizes) > 0
+    runner = CliRunner()
+    merge = ["store", "merge", str(tmp_path / "shard0.db"), str(tmp_path / "shard1.db"), "--into", str(tmp_path / "all.db")]
+    assert runner.invoke(main, merge).exit_code == 0
+    with Store(tmp_path / "all.db") as merged:
+        merged_stats = store_stats(merged)
+        events = count(merged, AuditEvent)
+    for key in ("images", "pairs", "agreement"):
+        assert merged_stats[key] == single_stats[key]
+    assert [e["votes"] for e in merged_stats["experts"]] == [e["votes"] for e in single_stats["experts"]]
+    result = runner.invoke(main, merge)
+    assert result.exit_code == 0
+    with Store(tmp_path / "all.db") as merged:
+        assert store_stats(merged)["pairs"] == merged_stats["pairs"]
+        assert count(merged, AuditEvent) == events + 2  # only the two merge events themselves
+
+
+def test_claims_are_exclusive_until_they_expire(tmp_path):
+    with Store(tmp_path / "c.db") as store:
+        add_image(store, n_pairs=2)
+        a = claim_next(store, "alice", ttl_seconds=60)
+        b = claim_next(store, "bob", ttl_seconds=60)
+        assert a.pair_id != b.pair_id
+        assert claim_next(store, "carol") is None  # both pairs are held
+        assert claim_next(store, "alice").pair_id == a.pair_id  # renewing, not a second claim
+        with store.write() as s:
+            s.scalar(select(Claim).where(Claim.annotator == "bob")).expires_at = dt.datetime(2000, 1, 1)
+        assert claim_next(store, "carol").pair_id == b.pair_id  # bob's claim expired
+        release_claim(store, a.pair_id, "alice")
+        assert claim_next(store, "dave").pair_id == a.pair_id
+
+
+def test_three_votes_resolve_to_the_majority_and_answered_pairs_are_not_offered_again(tmp_path):
+    with Store(tmp_path / "h.db") as store:
+        (pair_id,) = add_image(store)
+        assert record_human_vote(store, pair_id, "alice", "point2", seconds=3.5, swapped=True) == "needs_human"
+        assert claim_next(store, "alice") is None
+        with pytest.raises(Da2kError, match="already answered"):
+            record_human_vote(store, pair_id, "alice", "point1")
+        assert record_human_vote(store, pair_id, "bob", "unsure") == "needs_human"
+        assert record_human_vote(store, pair_id, "carol", "point2") == "resolved"
+        with store.read() as s:
+            pair = s.get(Pair, pair_id)
+            assert (pair.status, pair.answer) == ("resolved", "point2")
+            vote = s.scalar(select(HumanVote).where(HumanVote.annotator == "alice"))
+            assert (vote.swapped, vote.seconds) == (True, 3.5)
+            actions = list(s.scalars(select(AuditEvent.action).where(AuditEvent.pair_id == pair_id)))
+        assert actions.count("human_vote") == 3 and "resolved" in actions
+
+
+def test_a_split_vote_is_discarded_after_five_answers(tmp_path):
+    with Store(tmp_path / "d.db") as store:
+        (pair_id,) = add_image(store)
+        for name, answer in zip("abcd", ["point1", "point2", "unsure", "unsure"]):
+            assert record_human_vote(store, pair_id, name, answer) == "needs_human"
+        assert record_human_vote(store, pair_id, "e", "unsure") == "discarded"
+
+
+def test_review_overrides_votes_and_stats_score_annotators_on_gold(tmp_path):
+    with Store(tmp_path / "g.db") as store:
+        gold = add_image(store, n_pairs=2, is_gold=True, reference_answer="point1")
+        record_human_vote(store, gold[0], "alice", "point1")
+        record_human_vote(store, gold[1], "alice", "point2")
+        assert review_pair(store, gold[1], "rev", "discard", note="occluded") == "discarded"
+        with pytest.raises(Da2kError):
+            record_human_vote(store, gold[1], "bob", "point1")
+        humans = store_stats(store)["humans"]
+    assert humans["annotators"]["alice"]["gold"] == 2
+    assert humans["annotators"]["alice"]["gold_accuracy"] == 0.5
+
+
+def test_stats_report_agreement_and_kappa_between_experts(tmp_path):
+    with Store(tmp_path / "k.db") as store:
+        pair_ids = add_image(store, n_pairs=4)
+        runs = [expert_run_id(store, name, None, {}, "disparity") for name in ("a", "b", "c")]
+        answers = {runs[0]: "1122", runs[1]: "1122", runs[2]: "1212"}
+        with store.write() as s:
+            for run, row in answers.items():
+                for pair_id, a in zip(pair_ids, row):
+                    s.add(ExpertVote(pair_id=pair_id, expert_run_id=run, value1=0, value2=0, closer=f"point{a}", margin=1))
+        rows = {(r["a"], r["b"]): r for r in store_stats(store)["agreement"]}
+        result = CliRunner().invoke(main, ["stats", "--db", str(tmp_path / "k.db")])
+    assert rows[("a", "b")]["agreement"] == 1.0 and rows[("a", "b")]["kappa"] == pytest.approx(1.0)
+    assert rows[("a", "c")]["agreement"] == 0.5 and rows[("a", "c")]["kappa"] == pytest.approx(0.0)
+    assert result.exit_code == 0 and "Cohen's kappa" in result.output
+
+
+def test_portable_schema_uses_no_sqlite_only_types(tmp_path):
+    """The tables compile for PostgreSQL (what teams use), without a server."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateTable
+
+    from da2k.store.schema import Base
+
+    for table in Base.metadata.sorted_tables:
+        assert "CREATE TABLE" in str(CreateTable(table).compile(dialect=postgresql.dialect()))
+    with Store(tmp_path / "p.db") as store, store.engine.connect() as conn:
+        names = {row[0] for row in conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))}
+    assert {"images", "pairs", "expert_runs", "expert_votes", "human_votes", "claims", "audit_events"} <= names
