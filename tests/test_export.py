@@ -1,0 +1,125 @@
+"""Export to the official DA-2K format and import from it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from da2k.benchmark import load_benchmark, validate
+from da2k.cli import main
+from da2k.export import export_benchmark, import_benchmark
+from da2k.mine import mine
+from da2k.store import Image, Pair, Store
+from da2k.store.annotation import record_human_vote
+from mining_helpers import make_scenes
+
+
+@pytest.fixture(scope="module")
+def mined(tmp_path_factory):
+    """Scenes mined by gt, noisy and flipped experts, one needs_human pair resolved by humans."""
+    root = tmp_path_factory.mktemp("export")
+    scenes = make_scenes(root)
+    store = Store(root / "m.db")
+    mine(store, scenes.images, scenes.specs("gt", "noisy", "flipped"), pairs_per_image=4, audit_rate=0.0,
+         points="felzenszwalb", progress=False)
+    with store.read() as s:
+        waiting = list(s.scalars(select(Pair.id).where(Pair.status == "needs_human").order_by(Pair.id)))
+    for annotator in ("a", "b", "c"):
+        record_human_vote(store, waiting[0], annotator, "point2")
+    with store.write() as s:
+        s.get(Pair, waiting[1]).status = "discarded"
+    yield scenes, store, waiting[0]
+    store.close()
+
+
+def exported_pairs(out) -> set[tuple]:
+    data = json.loads((out / "annotations.json").read_text())
+    return {(key, tuple(p["point1"]), tuple(p["point2"]), p["closer_point"]) for key, pairs in data.items() for p in pairs}
+
+
+def test_export_holds_only_settled_pairs_with_the_closer_point_first(mined, tmp_path):
+    scenes, store, resolved_id = mined
+    report = export_benchmark(store, tmp_path / "out", progress=False)
+    with store.read() as s:
+        settled = s.execute(
+            select(Image.path, Pair.p1_row, Pair.p1_col, Pair.p2_row, Pair.p2_col, Pair.answer, Pair.id)
+            .join(Image, Pair.image_id == Image.id).where(Pair.status.in_(("auto_agreed", "resolved")))
+        ).all()
+    expected = set()
+    for path, a, b, c, d, answer, pair_id in settled:
+        closer, other = ((a, b), (c, d)) if answer == "point1" else ((c, d), (a, b))
+        expected.add((f"images/{path}", closer, other, "point1"))
+        if pair_id == resolved_id:
+            assert answer == "point2"  # the humans' answer, now written as point1
+        else:  # agreed by all experts, the exact one included: truly closer
+            depth = scenes.depth(path)
+            assert depth[closer] < depth[other]
+    assert exported_pairs(tmp_path / "out") == expected and report.pairs == len(expected)
+    first = next(iter(expected))[0]
+    assert (tmp_path / "out" / first).stat().st_ino == (scenes.images.parent / first).stat().st_ino  # hard link
+
+
+def test_export_passes_validate_and_scores_with_evaluate(mined, tmp_path):
+    scenes, store, _ = mined
+    runner = CliRunner()
+    out = tmp_path / "bench"
+    assert runner.invoke(main, ["export", "--db", store.url, "--out", str(out), "--copy"]).exit_code == 0
+    check = runner.invoke(main, ["validate", str(out)])
+    assert check.exit_code == 0, check.output
+    assert validate(load_benchmark(out)).ok
+    accuracy = {}
+    for name in ("gt", "constant"):
+        maps = scenes.maps[name].parent
+        result = runner.invoke(main, ["evaluate", "--model", f"precomputed:{maps}", "--kind", "depth",
+                                      "--data", str(out), "--out", str(tmp_path / "results")])
+        assert result.exit_code == 0, result.output
+        accuracy[name] = json.loads((tmp_path / "results" / f"{name}-bench.json").read_text())["overall"]
+    n_pairs = len(exported_pairs(out))
+    assert accuracy["gt"]["n"] == n_pairs and accuracy["constant"]["n"] == n_pairs
+    assert accuracy["constant"]["accuracy"] == 0.0
+    # Every exported pair but the one humans answered against the truth is ordered right by GT.
+    assert accuracy["gt"]["correct"] >= n_pairs - 1
+
+
+def test_import_loads_pairs_as_gold_and_export_gives_them_back(tmp_path):
+    scenes = make_scenes(tmp_path / "s", n_images=4)
+    original = load_benchmark(scenes.bench.root)
+    runner = CliRunner()
+    db = str(tmp_path / "i.db")
+    first = runner.invoke(main, ["import-benchmark", str(scenes.bench.root), "--db", db])
+    assert first.exit_code == 0 and f"{original.n_pairs} pairs added" in first.output
+    again = runner.invoke(main, ["import-benchmark", str(scenes.bench.root), "--db", db])
+    assert "0 pairs added" in again.output
+    with Store(db) as store:
+        with store.read() as s:
+            pairs = list(s.scalars(select(Pair)))
+        assert all(p.source == "imported" and p.is_gold and p.status == "resolved" for p in pairs)
+        export_benchmark(store, tmp_path / "out", progress=False)
+    expected = {(p.key, tuple(p.closer), tuple(p.other), "point1") for k in original.keys() for p in original.pairs(k)}
+    assert exported_pairs(tmp_path / "out") == expected
+
+
+def test_import_for_reannotation_queues_pairs_for_humans(tmp_path):
+    scenes = make_scenes(tmp_path / "s", n_images=2)
+    with Store(tmp_path / "r.db") as store:
+        import_benchmark(store, scenes.bench.root, status="needs_human", progress=False)
+        with store.read() as s:
+            pairs = list(s.scalars(select(Pair)))
+        export = export_benchmark(store, tmp_path / "out", progress=False)
+    assert {p.status for p in pairs} == {"needs_human"} and all(p.reference_answer for p in pairs)
+    assert export.pairs == 0
+
+
+def test_import_of_a_zip_extracts_its_images(tmp_path):
+    scenes = make_scenes(tmp_path / "s", n_images=2)
+    archive = shutil.make_archive(str(tmp_path / "DA-mini"), "zip", scenes.bench.root.parent, "bench")
+    with Store(tmp_path / "z.db") as store:
+        report = import_benchmark(store, archive, progress=False)
+        export_benchmark(store, tmp_path / "out", progress=False)
+    assert report.pairs_added == load_benchmark(scenes.bench.root).n_pairs
+    assert validate(load_benchmark(tmp_path / "out")).ok
+
