@@ -17,7 +17,7 @@ from da2k.cli import main
 from da2k.errors import Da2kError
 from da2k.leaderboard import build_site, load_result
 from da2k.leaderboard.gallery import CLOSER_COLOUR, OTHER_COLOUR, make_thumbnail
-from da2k.leaderboard.pairs import PairOutcome
+from da2k.leaderboard.pairs import PairOutcome, read_pairs
 from da2k.leaderboard.paper import load_paper_tables
 from da2k.leaderboard.ranking import mcnemar_matrix, rank_entries
 from da2k.leaderboard.results import Entry, Score
@@ -316,3 +316,18 @@ def test_add_result_copies_the_file_and_its_pairs_and_refuses_to_overwrite(tmp_p
     built = runner.invoke(main, ["leaderboard", "build", str(target), "--out", str(tmp_path / "site"), "--no-reported"])
     assert built.exit_code == 0, built.output
     assert len(parse(tmp_path / "site" / "index.html").rows) == 1
+
+
+def test_pairs_file_may_name_the_image_column_key(tmp_path):
+    text = (FIXTURES / "vits.pairs.csv").read_text().replace("image,pair_index", "key,pair_index", 1)
+    (tmp_path / "vits.pairs.csv").write_text(text.replace("\n", ",point1\n").replace("correct,point1", "correct,closer_point"))
+    outcomes = read_pairs(tmp_path / "vits.pairs.csv")
+    assert len(outcomes) == 16 and outcomes[("images/aerial/aerial-1.jpg", 1)].correct is False
+
+
+def test_readme_example_of_a_reported_result_is_valid(tmp_path):
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Leaderboard"):]
+    example = re.search(r"```json\n(.*?)```", section, re.S).group(1)
+    entry = load_result(_bad(tmp_path, "mine.json", example))
+    assert entry.provenance == "reported" and entry.overall.ci_approx

@@ -127,7 +127,7 @@ def test_gallery_page_loads_its_thumbnails(browser, site):
 
 def test_screenshot_is_made_with_the_same_browser(page, tmp_path):
     shot = tmp_path / "leaderboard.png"
-    page.set_viewport_size({"width": 1100, "height": 760})
+    page.set_viewport_size({"width": 1200, "height": 860})
     page.screenshot(path=str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     target = os.environ.get("DA2K_LEADERBOARD_SCREENSHOT")
