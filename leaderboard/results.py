@@ -159,10 +159,18 @@ class _Checker:
         return Score(accuracy=acc, n=n, correct=correct, ci95=ci)
 
 
-def _with_approx_ci(score: Score, n_pairs: int | None) -> Score:
-    if score.ci95 is not None or not n_pairs:
+def _complete_ci(score: Score, n_pairs: int | None = None) -> Score:
+    """Fill a missing interval: exact Wilson from the counts, else approximate at `n_pairs`."""
+    if score.ci95 is not None:
         return score
-    return Score(score.accuracy, score.n, score.correct, approx_ci(score.accuracy, n_pairs), ci_approx=True)
+    if score.n and score.correct is not None:
+        from da2k.scoring import wilson_ci
+
+        lo, hi = wilson_ci(score.correct, score.n)
+        return Score(score.accuracy, score.n, score.correct, (float(lo), float(hi)))
+    if n_pairs:
+        return Score(score.accuracy, score.n, score.correct, approx_ci(score.accuracy, n_pairs), ci_approx=True)
+    return score
 
 
 def load_result(path: str | Path) -> Entry:
@@ -191,7 +199,7 @@ def load_result(path: str | Path) -> Entry:
     overall_raw = check.obj(data.get("overall"), "overall")
     overall = check.score(overall_raw, "overall")
     scen_raw = check.obj(data.get("scenarios", {}), "scenarios")
-    scenarios = {key: check.score(scen_raw[key], f"scenarios.{key}") for key in sorted(scen_raw)}
+    scenarios = {key: _complete_ci(check.score(scen_raw[key], f"scenarios.{key}")) for key in sorted(scen_raw)}
     citation = check.text(data, "citation", "<top level>", required=provenance == "reported")
     if provenance == "measured" and (overall.n is None or overall.correct is None):
         raise check.fail("a measured result needs 'overall.n' and 'overall.correct'")
@@ -229,7 +237,7 @@ def load_result(path: str | Path) -> Entry:
         name=str(model.get("name") or display_name(model_id)),
         group=group_of(model_id),
         benchmark=bench_name,
-        overall=_with_approx_ci(overall, n_pairs),
+        overall=_complete_ci(overall, n_pairs),
         scenario_mean=scenario_mean,
         scenarios=scenarios,
         citation=citation,

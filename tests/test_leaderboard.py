@@ -331,3 +331,13 @@ def test_readme_example_of_a_reported_result_is_valid(tmp_path):
     example = re.search(r"```json\n(.*?)```", section, re.S).group(1)
     entry = load_result(_bad(tmp_path, "mine.json", example))
     assert entry.provenance == "reported" and entry.overall.ci_approx
+
+
+def test_missing_interval_comes_from_counts_when_there_are_counts(tmp_path):
+    data = json.loads((FIXTURES / "vitl.json").read_text())
+    del data["overall"]["ci95"], data["scenarios"]["aerial"]["ci95"]
+    shutil.copy(FIXTURES / "vitl.pairs.csv", tmp_path)
+    entry = load_result(_bad(tmp_path, "vitl.json", json.dumps(data)))
+    assert entry.overall.ci95 == pytest.approx(json.loads((FIXTURES / "vitl.json").read_text())["overall"]["ci95"])
+    assert not entry.overall.ci_approx
+    assert entry.scenarios["aerial"].ci95 == pytest.approx((0.0945, 0.9055), abs=1e-4)  # Wilson, 1 of 2
