@@ -217,7 +217,7 @@ def _board(board: Board, ref_ids: dict[str, int]) -> str:
         f'<h2 id="{board.slug}-title">{esc(board.benchmark)}</h2>',
         f'<div class="table-wrap" role="region" aria-labelledby="{board.slug}-caption" tabindex="0">',
         f'<table class="leaderboard" data-status="{status_id}">',
-        f'<caption id="{board.slug}-caption">{caption}</caption>',
+        f'<caption id="{board.slug}-caption"><span class="cap">{caption}</span></caption>',
         _header(board),
         tbody,
         "</table></div>",
