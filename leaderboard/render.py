@@ -211,7 +211,7 @@ def _board(board: Board, ref_ids: dict[str, int]) -> str:
     has_approx = any(r.entry.overall.ci_approx for r in board.rows)
     notes = ["≈: the rank's 95 % CI overlaps another row's."]
     if has_approx:
-        notes.append("†: approximate CI for a reported number, assuming the paper's ~2K pairs (no counts are published).")
+        notes.append("†: approximate CI for a reported number without pair counts, at the paper's ~2K pairs or the stated benchmark size.")
     parts = [
         f'<section class="board" id="{board.slug}" aria-labelledby="{board.slug}-title">',
         f'<h2 id="{board.slug}-title">{esc(board.benchmark)}</h2>',
