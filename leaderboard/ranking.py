@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from da2k.leaderboard.pairs import PairKey, PairOutcome
 from da2k.leaderboard.results import Entry
+from da2k.scoring import mcnemar_exact
 
 
 @dataclass(frozen=True)
@@ -79,8 +80,6 @@ class PairwiseTest:
 
 def mcnemar_matrix(outcomes: list[dict[PairKey, PairOutcome]]) -> list[list[PairwiseTest]]:
     """All-pairs exact McNemar tests, matching pairs on (image, pair_index)."""
-    from da2k.scoring import mcnemar_exact
-
     matrix = []
     for a in outcomes:
         row = []

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from da2k.errors import Da2kError
+from da2k.scoring import wilson_ci
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,6 @@ def scenario_label(key: str) -> str:
 
 def approx_ci(accuracy: float, n: int) -> tuple[float, float]:
     """Wilson 95 % interval for an accuracy measured on an assumed number of pairs."""
-    from da2k.scoring import wilson_ci  # noqa: PLC0415 (scoring is the evaluation side's module)
-
     lo, hi = wilson_ci(int(round(accuracy * n)), n)
     return float(lo), float(hi)
 
@@ -164,8 +163,6 @@ def _complete_ci(score: Score, n_pairs: int | None = None) -> Score:
     if score.ci95 is not None:
         return score
     if score.n and score.correct is not None:
-        from da2k.scoring import wilson_ci
-
         lo, hi = wilson_ci(score.correct, score.n)
         return Score(score.accuracy, score.n, score.correct, (float(lo), float(hi)))
     if n_pairs:
