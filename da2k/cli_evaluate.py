@@ -88,8 +88,8 @@ def evaluate(spec, weights, kind, data, input_size, scenarios, limit, device, pr
     outcome = run_evaluation(bench, predictor, out_dir, scenarios=chosen, limit=limit, skip_invalid=skip_invalid,
                              cache_dir=cache_dir, name=run, workers=workers, report=report)
     result = outcome.result
-    click.echo(f"{result['model']['id']} on {bench.name} ({result['model']['kind']}, "
-               f"{outcome.computed} image(s) computed, the rest cached)")
+    click.echo(f"{result['model']['id']} ({result['model']['kind']}) on {bench.name}: "
+               f"{outcome.computed} image(s) predicted, {outcome.cached} from the cache")
     click.echo(format_table(result))
     if result["skipped_invalid"]["pairs"]:
         click.echo(f"skipped {result['skipped_invalid']['pairs']} invalid pair(s)")

@@ -98,7 +98,8 @@ class Outcome:
     pairs_path: Path
     rows: list[PairRow]
     report: Report
-    computed: int = 0  # images predicted in this run (the rest came from the cache)
+    computed: int = 0  # images predicted in this run
+    cached: int = 0  # images whose values came from the cache
     timings: dict = field(default_factory=dict)
 
 
@@ -251,7 +252,7 @@ def evaluate(
         disp = to_disparity(raw, kind)
         closer, other = disp[: len(pairs)], disp[len(pairs) :]
         for pair, vc, vo, ok in zip(pairs, closer.tolist(), other.tolist(), pair_correct(closer, other).tolist()):
-            rows.append(PairRow(key, pair.index, pair.scenario, pair.closer_point, vc, vo, ok))
+            rows.append(PairRow(key, pair.index, pair.scenario, vc, vo, ok))
     scores = score_by_scenario([r.scenario for r in rows], np.array([r.correct for r in rows], dtype=bool))
 
     run = name or run_name(predictor, bench, scenarios, limit)
@@ -287,4 +288,5 @@ def evaluate(
     write_pairs_csv(csv_path, rows)
     write_result(result_path, result)
     timings = {"validate_s": t_validate, "forward_s": t_forward, "sample_s": t_sample, "images": len(todo)}
-    return Outcome(result, result_path, csv_path, rows, report, computed=len(todo), timings=timings)
+    return Outcome(result, result_path, csv_path, rows, report, computed=len(todo),
+                   cached=len(selected) - len(todo), timings=timings)

@@ -21,7 +21,7 @@ import importlib
 import importlib.util
 import io
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,6 +42,9 @@ class Prediction:
     values: np.ndarray
     kind: str
     align_corners: bool = False
+
+
+PredictionMap = Prediction  # the name the team notes use
 
 
 def map_path(root: str | Path, key: str, ext: str) -> Path:
@@ -456,9 +459,10 @@ class PredictorOptions:
     steps: int | None = None
 
 
-def make_predictor(spec: str, options: PredictorOptions | None = None) -> Predictor:
-    """The predictor named by `spec` (see the module docstring)."""
-    o = options or PredictorOptions()
+def make_predictor(spec: str, options: PredictorOptions | None = None, **overrides: Any) -> Predictor:
+    """The predictor named by `spec` (see the module docstring); options as a `PredictorOptions`
+    and/or keywords (`make_predictor("vits", weights="w.pth", device="cpu")`)."""
+    o = replace(options or PredictorOptions(), **overrides)
     prefix, sep, rest = spec.partition(":")
     if not sep:
         from da2k.models import get_variant

@@ -2,10 +2,9 @@
 
 Per-pair CSV columns (one row per scored pair, annotation order):
 
-    key          image key in annotations.json (images/<scenario>/<file>)
+    image        image key in annotations.json (images/<scenario>/<file>)
     pair_index   index of the pair in that image's list
     scenario     the path component after images/
-    closer_point "point1" or "point2", as annotated
     value_closer disparity-like value (larger = closer) at the annotated closer point
     value_other  disparity-like value at the other point
     correct      1 if value_closer > value_other (strictly), else 0
@@ -30,17 +29,16 @@ from da2k.errors import Da2kError
 from da2k.scoring import Paired, order_scenarios, paired
 
 SCHEMA = "da2k.result/1"
-PAIR_FIELDS = ("key", "pair_index", "scenario", "closer_point", "value_closer", "value_other", "correct")
+PAIR_FIELDS = ("image", "pair_index", "scenario", "value_closer", "value_other", "correct")
 
 
 @dataclass(frozen=True)
 class PairRow:
     """One scored pair, as written to the per-pair CSV."""
 
-    key: str
+    image: str
     pair_index: int
     scenario: str
-    closer_point: str
     value_closer: float
     value_other: float
     correct: bool
@@ -80,10 +78,9 @@ def read_pairs_csv(path: str | Path) -> list[PairRow]:
                 raise Da2kError(f"{path} is not a da2k per-pair file (missing columns: {', '.join(sorted(missing))})")
             return [
                 PairRow(
-                    key=r["key"],
+                    image=r["image"],
                     pair_index=int(r["pair_index"]),
                     scenario=r["scenario"],
-                    closer_point=r["closer_point"],
                     value_closer=float(r["value_closer"]),
                     value_other=float(r["value_other"]),
                     correct=r["correct"] == "1",
@@ -137,8 +134,8 @@ class Comparison:
 def compare(path_a: str | Path, path_b: str | Path) -> Comparison:
     """Read two result files and their per-pair CSVs; pair outcomes on the common pairs."""
     a, b = load_result(path_a), load_result(path_b)
-    rows_a = {(r.key, r.pair_index): r for r in read_pairs_csv(pairs_path(path_a, a))}
-    rows_b = {(r.key, r.pair_index): r for r in read_pairs_csv(pairs_path(path_b, b))}
+    rows_a = {(r.image, r.pair_index): r for r in read_pairs_csv(pairs_path(path_a, a))}
+    rows_b = {(r.image, r.pair_index): r for r in read_pairs_csv(pairs_path(path_b, b))}
     common = [k for k in rows_a if k in rows_b]
     if not common:
         raise Da2kError(f"{path_a} and {path_b} share no pairs (different benchmarks?)")

@@ -63,7 +63,7 @@ def test_precomputed_ground_truth_end_to_end(synth, tmp_path):
     assert "overall" in r.output and "100.0 %" in r.output
     rows = _rows(out, "depth-bench")
     assert len(rows) == 24 and rows[0].keys() == {
-        "key", "pair_index", "scenario", "closer_point", "value_closer", "value_other", "correct"}
+        "image", "pair_index", "scenario", "value_closer", "value_other", "correct"}
     assert all(float(row["value_closer"]) > float(row["value_other"]) and row["correct"] == "1" for row in rows)
 
 
@@ -92,7 +92,7 @@ def test_our_model_end_to_end_matches_the_full_resolution_map(synth, tmp_path, t
     rows = _rows(out, "vit-tiny-bench")
     for key in synth.keys[:3]:  # EXIF-rotated scene001 among them
         full = infer(model, bench.load_image(key), 224).numpy()
-        for row, pair in zip([r for r in rows if r["key"] == key], bench.pairs(key)):
+        for row, pair in zip([r for r in rows if r["image"] == key], bench.pairs(key)):
             expected = full[tuple(int(v) for v in pair.closer)]
             assert float(row["value_closer"]) == pytest.approx(float(expected), rel=1e-4, abs=1e-5)
     correct = sum(row["correct"] == "1" for row in rows)
@@ -105,7 +105,7 @@ def test_rerun_uses_the_cache_and_writes_the_same_result(synth, tmp_path, tiny_w
     assert _run(*args).exit_code == 0
     first = _load(out, "vit-tiny-bench")
     second_run = _run(*args)
-    assert "0 image(s) computed" in second_run.output
+    assert "0 image(s) predicted, 8 from the cache" in second_run.output
     assert _timeless(_load(out, "vit-tiny-bench")) == _timeless(first)
     assert not list(out.glob(".*"))  # no temporary files left behind
     assert (tmp_path / "cache" / "values").is_dir() and not (out / "values").exists()

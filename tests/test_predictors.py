@@ -41,7 +41,7 @@ def test_precomputed_reads_npy_at_any_resolution(tmp_path, image):
     path = map_path(tmp_path, KEY, ".npy")
     path.parent.mkdir(parents=True)
     np.save(path, np.arange(12, dtype=np.float32).reshape(1, 3, 4))
-    pred = make_predictor(f"precomputed:{tmp_path}", PredictorOptions(kind="depth")).predict(image, KEY)
+    pred = make_predictor(f"precomputed:{tmp_path}", kind="depth").predict(image, KEY)
     assert pred.values.shape == (3, 4) and pred.kind == "depth" and not pred.align_corners
 
 
