@@ -149,7 +149,7 @@ def parse_expert(text: str) -> tuple[str, dict[str, Any]]:
 
 def load_experts(store: Store, specs: Sequence[str], *, device: str = "auto", precision: str = "auto") -> list[Expert]:
     """Build each expert predictor and register its expert run (spec, checkpoint, settings)."""
-    from da2k.predictors import PredictorOptions, make_predictor
+    from da2k.predictors import make_predictor
 
     if len(specs) < 2:
         raise Da2kError("mining needs at least two experts (DA-2K used four): repeat --expert SPEC")
@@ -158,7 +158,7 @@ def load_experts(store: Store, specs: Sequence[str], *, device: str = "auto", pr
         spec, options = parse_expert(text)
         if spec.startswith("precomputed:"):  # the folder, not just its name, tells maps apart
             spec = "precomputed:" + str(Path(spec.partition(":")[2]).expanduser().resolve())
-        predictor = make_predictor(spec, PredictorOptions(device=device, precision=precision, **options))
+        predictor = make_predictor(spec, device=device, precision=precision, **options)
         settings = {"predictor": predictor.id, "input_size": predictor.input_size, **(predictor.settings or {})}
         settings.update({k: v for k, v in options.items() if k != "weights"})
         run_id = expert_run_id(store, spec, predictor.checkpoint_sha256, settings, predictor.kind)
