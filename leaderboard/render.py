@@ -71,7 +71,7 @@ def _ci_text(lo: float, hi: float) -> str:
 
 def _score_cell(score, with_counts: bool = True) -> str:
     if score is None:
-        return '<td data-value=""><span class="na" aria-label="not available">–</span></td>'
+        return '<td data-value=""><span class="na" aria-hidden="true">–</span><span class="visually-hidden">not available</span></td>'
     title = f' title="{score.correct} of {score.n} pairs correct"' if with_counts and score.n is not None else ""
     ci = ""
     if score.ci95 is not None:
@@ -82,7 +82,7 @@ def _score_cell(score, with_counts: bool = True) -> str:
 
 def _number_cell(value: float | None, text: str, note: str | None = None) -> str:
     if value is None:
-        return '<td data-value=""><span class="na" aria-label="not known">–</span></td>'
+        return '<td data-value=""><span class="na" aria-hidden="true">–</span><span class="visually-hidden">not known</span></td>'
     title = f' title="{esc(note)}"' if note else ""
     return f'<td data-value="{value:.6g}"{title}>{esc(text)}</td>'
 

@@ -239,20 +239,20 @@ def test_gallery_shows_pairs_most_models_miss_and_scenarios_link_to_it(site):
 
 
 def test_thumbnail_applies_exif_orientation_and_marks_both_points(tmp_path):
-    stored = Image.new("RGB", (80, 40), (128, 128, 128))  # landscape as stored
+    stored = Image.new("RGB", (800, 400), (128, 128, 128))  # landscape as stored
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90° clockwise on display -> 40 wide, 80 tall
+    exif[0x0112] = 6  # rotate 90° clockwise on display -> 400 wide, 800 tall
     (tmp_path / "images" / "indoor").mkdir(parents=True)
     stored.save(tmp_path / "images" / "indoor" / "r.jpg", exif=exif.tobytes(), quality=95)
-    annotations = {"images/indoor/r.jpg": [{"point1": [60, 10], "point2": [15, 28], "closer_point": "point2"}]}
+    annotations = {"images/indoor/r.jpg": [{"point1": [600, 100], "point2": [150, 280], "closer_point": "point2"}]}
     jpeg = make_thumbnail(tmp_path, annotations, ("images/indoor/r.jpg", 0), side=160)
     thumb = Image.open(io.BytesIO(jpeg))
-    assert thumb.size == (80, 160)  # oriented frame, scaled x2
+    assert thumb.size == (80, 160)  # oriented frame, scaled x0.2 (decoded at 1/4, then resized)
 
     def close(pixel, colour):
         return all(abs(p - c) < 40 for p, c in zip(pixel, colour))
 
-    assert close(thumb.getpixel((56, 30)), CLOSER_COLOUR)  # (row 15, col 28) x2: the closer point
+    assert close(thumb.getpixel((56, 30)), CLOSER_COLOUR)  # (row 150, col 280) x0.2: the closer point
     assert close(thumb.getpixel((20, 120)), OTHER_COLOUR)
     assert close(thumb.getpixel((60, 100)), (128, 128, 128))
 
