@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import shutil
+import tempfile
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -47,21 +49,22 @@ def row_labels(entries: list[Entry]) -> list[str]:
     return labels
 
 
-def _prepare_out(out: Path) -> None:
-    """Empty `out` if it is an earlier build; refuse to clobber any other non-empty folder."""
+def _check_out(out: Path) -> None:
+    """Refuse an `--out` that is a file, or a non-empty folder an earlier build did not make."""
     if out.exists():
         if not out.is_dir():
             raise Da2kError(f"{out} is a file; --out needs a folder")
-        if any(out.iterdir()):
-            if not (out / MARKER).is_file():
-                raise Da2kError(f"{out} is not empty and was not made by 'da2k leaderboard build'; pick an empty or new --out")
-            for child in sorted(out.iterdir()):
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("Made by 'da2k leaderboard build'; rebuilding replaces everything in this folder.\n")
+        if any(out.iterdir()) and not (out / MARKER).is_file():
+            raise Da2kError(f"{out} is not empty and was not made by 'da2k leaderboard build'; pick an empty or new --out")
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Replace `out` by the finished build in `tmp` (a failed build leaves `out` as it was)."""
+    (tmp / MARKER).write_text("Made by 'da2k leaderboard build'; rebuilding replaces everything in this folder.\n")
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a site is meant to be read
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
 
 
 def _write(path: Path, data: bytes | str) -> None:
@@ -143,7 +146,22 @@ def build_site(
         raise Da2kError("no results to show: pass result JSON files or folders (or keep the reported paper rows)")
     entries.sort(key=lambda e: e.sort_key)
     out = Path(out)
-    _prepare_out(out)
+    _check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    try:
+        _render_site(tmp, entries, title, images, hard_pairs_per_scenario, stamp)
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out / "index.html"
+
+
+def _render_site(
+    out: Path, entries: list[Entry], title: str, images: str | Path | None, per_scenario: int, stamp: bool
+) -> None:
+    """Write every file of the site into the (empty) folder `out`."""
     for name in _STATIC:
         _write(out / name, resources.files("da2k.leaderboard").joinpath("assets", name).read_bytes())
 
@@ -195,7 +213,7 @@ def build_site(
 
     has_gallery = False
     if images is not None:
-        has_gallery = _build_gallery(out, Path(images), boards, outcomes_cache, title, hard_pairs_per_scenario, stamp)
+        has_gallery = _build_gallery(out, Path(images), boards, outcomes_cache, title, per_scenario, stamp)
 
     references = []  # numbered in the order the table shows them
     for board in boards:
@@ -204,9 +222,7 @@ def build_site(
             if e.provenance == "reported" and e.citation and e.citation not in references:
                 references.append(e.citation)
     stamp_text = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if stamp else None
-    index = out / "index.html"
-    _write(index, render_index(title, boards, references, __version__, stamp_text, has_gallery))
-    return index
+    _write(out / "index.html", render_index(title, boards, references, __version__, stamp_text, has_gallery))
 
 
 def _build_gallery(

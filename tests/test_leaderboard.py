@@ -344,3 +344,12 @@ def test_missing_interval_comes_from_counts_when_there_are_counts(tmp_path):
     assert entry.overall.ci95 == pytest.approx(json.loads((FIXTURES / "vitl.json").read_text())["overall"]["ci95"])
     assert not entry.overall.ci_approx
     assert entry.scenarios["aerial"].ci95 == pytest.approx((0.0945, 0.9055), abs=1e-4)  # Wilson, 1 of 2
+
+
+def test_a_failed_rebuild_leaves_the_previous_site_untouched(tmp_path):
+    build_site([FIXTURES / "vits.json"], tmp_path / "site")
+    before = (tmp_path / "site" / "index.html").read_bytes()
+    with pytest.raises(Da2kError, match="annotations.json"):
+        build_site([FIXTURES], tmp_path / "site", images=tmp_path / "no-such-bench")
+    assert (tmp_path / "site" / "index.html").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]  # no half-built folder left behind
