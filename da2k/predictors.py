@@ -302,17 +302,18 @@ class HFPredictor(Predictor):
         return Prediction(_as_map(values, self.id), self.kind, align_corners=False)
 
 
-def _hf_weights_sha256(repo: str, revision: str | None) -> str | None:
-    """sha256 over the weight files of a local folder or a cached hub snapshot."""
+def _hf_weights_sha256(repo: str, revision: str | None, marker: str = "config.json") -> str | None:
+    """sha256 over the weight files (any depth: pipelines keep them in subfolders) of a local
+    folder or of the cached hub snapshot holding `marker`; None if not found."""
     folder = Path(repo)
     if not folder.is_dir():
         from huggingface_hub import try_to_load_from_cache
 
-        config = try_to_load_from_cache(repo, "config.json", revision=revision)
-        if not isinstance(config, str):
+        cached = try_to_load_from_cache(repo, marker, revision=revision)
+        if not isinstance(cached, str):
             return None
-        folder = Path(config).parent
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+        folder = Path(cached).parent
+    files = sorted(p for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin") and p.is_file())
     if not files:
         return None
     from da2k.models import file_sha256
@@ -321,7 +322,7 @@ def _hf_weights_sha256(repo: str, revision: str | None) -> str | None:
         return file_sha256(files[0])
     digest = hashlib.sha256()
     for path in files:
-        digest.update(f"{path.name}\0{file_sha256(path)}\n".encode())
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{file_sha256(path)}\n".encode())
     return digest.hexdigest()
 
 
@@ -370,7 +371,7 @@ class MarigoldPredictor(Predictor):
             "dtype": str(dtype).removeprefix("torch."),
             "align_corners": False,
         }
-        self._sha256 = _hf_weights_sha256(repo, None) if Path(repo).is_dir() else None
+        self._sha256 = _hf_weights_sha256(repo, None, marker="model_index.json")
 
     @property
     def checkpoint_sha256(self) -> str | None:

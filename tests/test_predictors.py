@@ -256,7 +256,47 @@ def test_marigold_records_seed_ensemble_and_steps_and_is_depth(monkeypatch, imag
     assert call["ensemble_size"] == 3 and call["num_inference_steps"] == 2 and call["match_input_resolution"] is False
 
 
-def test_marigold_with_real_diffusers_loads_or_says_why(tmp_path):
-    pytest.importorskip("diffusers")
-    with pytest.raises(Da2kError, match="cannot load Marigold pipeline"):
-        make_predictor(f"marigold:{tmp_path / 'no-such-pipeline'}")
+@pytest.fixture(scope="module")
+def tiny_marigold(tmp_path_factory) -> Path:
+    """A randomly initialised, few-kilobyte Marigold depth pipeline saved as a local repo."""
+    diffusers = pytest.importorskip("diffusers")
+    import json
+
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    root = tmp_path_factory.mktemp("marigold")
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "!": 2, "a</w>": 3}
+    (root / "vocab.json").write_text(json.dumps(vocab))
+    (root / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(root / "vocab.json"), str(root / "merges.txt"), model_max_length=77)
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=8, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=8, attention_head_dim=2, norm_num_groups=4,
+    )
+    vae = diffusers.AutoencoderKL(
+        block_out_channels=[8, 16], down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4, norm_num_groups=4, layers_per_block=1,
+    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=8, intermediate_size=16,
+        num_attention_heads=2, num_hidden_layers=1, vocab_size=len(vocab), max_position_embeddings=77,
+    ))
+    scheduler = diffusers.LCMScheduler(prediction_type="v_prediction", beta_schedule="scaled_linear",
+                                       timestep_spacing="trailing", clip_sample=False)
+    pipe = diffusers.MarigoldDepthPipeline(
+        unet=unet, vae=vae, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer,
+        prediction_type="depth", default_denoising_steps=1, default_processing_resolution=32,
+    )
+    pipe.save_pretrained(root / "pipe")
+    return root / "pipe"
+
+
+def test_marigold_pipeline_end_to_end(tiny_marigold, image):
+    p = make_predictor(f"marigold:{tiny_marigold}", seed=1, ensemble_size=2, steps=1, device="cpu")
+    first, second = p.predict(image), p.predict(image)
+    assert first.kind == "depth" and first.values.shape == (24, 32)  # processing resolution, aspect kept
+    assert np.array_equal(first.values, second.values)
+    assert p.settings["seed"] == 1 and p.settings["ensemble_size"] == 2 and p.settings["num_inference_steps"] == 1
+    assert p.input_size == 32 and len(p.checkpoint_sha256) == 64
