@@ -149,6 +149,7 @@ def _row(board: Board, i: int, ref_ids: dict[str, int]) -> str:
     rank_text = f"≈{row.rank}" if row.tied else str(row.rank)
     rank_title = "95 % CI overlaps another row's" if row.tied else "separated from every other row by the 95 % CIs"
     model_code = f"<code>{esc(e.model_id)}</code>" if e.model_id and e.model_id != e.name else ""
+    model_code += "".join(f'<span class="caveat">{esc(note)}</span>' for note in e.notes)
     cells = [
         f'<td class="rank" data-value="{row.rank}" title="{rank_title}">{rank_text}</td>',
         f'<th scope="row" data-value="{esc(e.name)}">{esc(e.name)}{model_code}</th>',

@@ -77,6 +77,7 @@ class Entry:
     n_params: float | None = None
     latency_ms: float | None = None
     latency_note: str | None = None
+    notes: tuple[str, ...] = ()  # caveats shown with the row, e.g. a run over part of the benchmark
 
     @property
     def sort_key(self) -> tuple:
@@ -170,6 +171,25 @@ def _complete_ci(score: Score, n_pairs: int | None = None) -> Score:
     return score
 
 
+def _coverage_notes(data: dict, overall: Score, n_pairs: int | None) -> tuple[str, ...]:
+    """Say when a row does not cover its whole benchmark (a subset run, skipped pairs).
+
+    Reads `da2k evaluate`'s optional `selection` / `skipped_invalid` fields when well-formed."""
+    notes = []
+    if overall.n is not None and n_pairs and overall.n < n_pairs:
+        notes.append(f"scored {overall.n} of {n_pairs} pairs")
+    selection = data.get("selection")
+    if isinstance(selection, dict):
+        if isinstance(selection.get("scenarios"), list) and selection["scenarios"]:
+            notes.append("scenarios: " + ", ".join(str(s) for s in selection["scenarios"]))
+        if isinstance(selection.get("limit"), int) and not isinstance(selection["limit"], bool):
+            notes.append(f"first {selection['limit']} images only")
+    skipped = data.get("skipped_invalid")
+    if isinstance(skipped, dict) and isinstance(skipped.get("pairs"), int) and skipped["pairs"] > 0:
+        notes.append(f"{skipped['pairs']} invalid pairs skipped")
+    return tuple(notes)
+
+
 def load_result(path: str | Path) -> Entry:
     """Parse and validate one result JSON file (and check its pairs file exists)."""
     from da2k.leaderboard.paper import display_name, group_of
@@ -244,6 +264,7 @@ def load_result(path: str | Path) -> Entry:
         n_params=n_params,
         latency_ms=latency,
         latency_note=str(data["hardware"]) if latency is not None and data.get("hardware") else None,
+        notes=_coverage_notes(data, overall, n_pairs),
     )
 
 

@@ -353,3 +353,16 @@ def test_a_failed_rebuild_leaves_the_previous_site_untouched(tmp_path):
         build_site([FIXTURES], tmp_path / "site", images=tmp_path / "no-such-bench")
     assert (tmp_path / "site" / "index.html").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]  # no half-built folder left behind
+
+
+def test_a_run_over_part_of_the_benchmark_says_so_in_its_row(tmp_path):
+    data = json.loads((FIXTURES / "vitl.json").read_text())
+    data["benchmark"]["n_pairs"] = 2068
+    data["selection"] = {"scenarios": ["indoor"], "limit": None}
+    data["skipped_invalid"] = {"pairs": 3, "images": 1, "problems": []}
+    shutil.copy(FIXTURES / "vitl.pairs.csv", tmp_path)
+    _bad(tmp_path, "vitl.json", json.dumps(data))
+    build_site([tmp_path / "vitl.json"], tmp_path / "site", include_reported=False)
+    row = parse(tmp_path / "site" / "index.html").rows[0]
+    assert "scored 16 of 2068 pairs" in row[1]["text"] and "scenarios: indoor" in row[1]["text"]
+    assert "3 invalid pairs skipped" in row[1]["text"]
