@@ -18,7 +18,7 @@ from da2k.errors import Da2kError
 from da2k.leaderboard import build_site, load_result
 from da2k.leaderboard.gallery import CLOSER_COLOUR, OTHER_COLOUR, make_thumbnail
 from da2k.leaderboard.pairs import PairOutcome, read_pairs
-from da2k.leaderboard.paper import load_paper_tables
+from da2k.leaderboard.paper import load_paper_tables, packaged_tables_path
 from da2k.leaderboard.ranking import mcnemar_matrix, rank_entries
 from da2k.leaderboard.results import Entry, Score
 
@@ -137,6 +137,13 @@ def test_paper_rows_ship_with_the_package_and_their_citation():
     assert vitl.scenarios["non_real"].accuracy == pytest.approx(0.990)
     assert entries["Depth Anything V2 ViT-G"].scenarios == {}
     assert entries["Marigold"].latency_ms == 5200.0
+
+
+def test_packaged_tables_are_the_shared_transcription_verbatim():
+    shared = Path(__file__).parents[1].parent / "shared" / "reported" / "da2k_paper_tables.json"
+    if not shared.is_file():
+        pytest.skip(f"{shared} is not beside this checkout")
+    assert packaged_tables_path().read_bytes() == shared.read_bytes()
 
 
 def test_measured_and_reported_rows_of_one_model_share_a_group(site):
