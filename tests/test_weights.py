@@ -121,20 +121,15 @@ def _run(code: str, env: dict) -> subprocess.CompletedProcess:
 
 def test_hub_download_is_served_from_the_local_cache_offline(tiny_checkpoint, tmp_path):
     """A fake hub cache laid out as huggingface_hub writes it, read with HF_HUB_OFFLINE=1."""
-    path, model = tiny_checkpoint
+    path, _ = tiny_checkpoint
     repo = tmp_path / "hub" / "models--depth-anything--Depth-Anything-V2-Small"
     commit = "0" * 40
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(commit)
     snapshot = repo / "snapshots" / commit
     snapshot.mkdir(parents=True)
-    full = build_model("vits")
-    torch.save(full.state_dict(), snapshot / "depth_anything_v2_vits.pth")
-    code = (
-        "from da2k.models import load_pretrained\n"
-        "m = load_pretrained('vits')\n"
-        "print(m.checkpoint)\n"
-    )
+    (snapshot / "depth_anything_v2_vits.pth").write_bytes(path.read_bytes())
+    code = "from da2k.models import resolve_weights\nprint(resolve_weights('vits'))\n"
     done = _run(code, {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("snapshots/" + commit + "/depth_anything_v2_vits.pth")
