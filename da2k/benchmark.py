@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import logging
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,8 +20,6 @@ from typing import Any, Callable, Iterable
 from PIL import Image, ImageOps
 
 from da2k.errors import Da2kError
-
-log = logging.getLogger(__name__)
 
 SCENARIOS = (
     "indoor",
@@ -152,10 +149,14 @@ class _ZipReader(_Reader):
         self.path, self.archive, self.prefix = path, archive, prefix
 
     def read(self, key: str) -> bytes:
-        try:
-            return self.archive.read(self.prefix + key)
-        except KeyError:
-            raise FileNotFoundError(self.describe(key)) from None
+        # Keys are relative to annotations.json's folder; an archive that keeps the images at its
+        # root instead is read too.
+        for name in (self.prefix + key, key):
+            try:
+                return self.archive.read(name)
+            except KeyError:
+                continue
+        raise FileNotFoundError(self.describe(key))
 
     def describe(self, key: str) -> str:
         return f"{self.path}:{self.prefix}{key}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import logging
 import os
 import platform
 import re
@@ -31,8 +30,6 @@ from da2k.predictors import Prediction, Predictor
 from da2k.results import SCHEMA, PairRow, atomic_write_text, write_pairs_csv, write_result
 from da2k.scoring import order_scenarios, overall, pair_correct, sample_bilinear, score_by_scenario, to_disparity
 
-log = logging.getLogger(__name__)
-
 CACHE_ENV = "DA2K_CACHE_DIR"
 
 
@@ -50,8 +47,8 @@ class InvalidBenchmark(Da2kError):
     def __init__(self, bench: Benchmark, report: Report) -> None:
         self.report = report
         super().__init__(
-            f"{bench.name} has {len(report.problems)} problem(s) (listed above); refusing to score it: "
-            "fix them, or pass --skip-invalid to score the valid pairs only"
+            f"{bench.name} has {len(report.problems)} problem(s), the first: {report.problems[0]}; refusing to "
+            "score it: fix them (da2k validate lists them all) or pass --skip-invalid to score the valid pairs"
         )
 
 
@@ -147,7 +144,7 @@ def select_images(
         keys = [k for k in keys if scenario_of(k) in scenarios]
     selected = []
     for key in keys:
-        pairs = [p for p in bench.pairs(key, valid=lambda i, k=key: report.is_valid(k, i))]
+        pairs = bench.pairs(key, valid=lambda i, k=key: report.is_valid(k, i))
         if pairs:
             selected.append((key, pairs))
     return selected[:limit] if limit is not None else selected

@@ -178,3 +178,12 @@ def test_cli_validate_exit_codes(bench_dir):
     assert "images/indoor/scene000.png pair 0: closer_point" in bad.output
     assert "images/outdoor/scene001.jpg pair 0: closer_point" in bad.output
     assert "2 problem(s)" in bad.output
+
+
+def test_zip_with_images_beside_a_nested_annotations_file(bench_dir, tmp_path):
+    archive = tmp_path / "odd.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(bench_dir / "annotations.json", "meta/annotations.json")
+        for f in sorted((bench_dir / "images").rglob("*.*")):
+            z.write(f, f.relative_to(bench_dir).as_posix())
+    assert validate(load_benchmark(archive)).ok
