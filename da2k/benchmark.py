@@ -193,7 +193,7 @@ def load_benchmark(path: str | Path | None = None) -> Benchmark:
         raise Da2kError(f"no {ANNOTATIONS} in {path} (expected {path}/{ANNOTATIONS} and {path}/images/...)")
     if path.exists():
         raise Da2kError(f"{path} is neither a folder with {ANNOTATIONS}, nor {ANNOTATIONS}, nor a zip archive")
-    raise Da2kError(f"no benchmark at {path}: pass --data a DA-2K folder or zip")
+    raise Da2kError(f"no benchmark at {path}: expected a DA-2K folder, its {ANNOTATIONS} or a zip")
 
 
 def _load_zip(path: Path) -> Benchmark:

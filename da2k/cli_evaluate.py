@@ -40,9 +40,9 @@ def _echo_problems(problems, err: bool = False) -> None:
 @click.option("--weights", type=click.Path(), help="Checkpoint for our models (default: $DA2K_WEIGHTS_DIR, then the hub).")
 @click.option("--kind", type=click.Choice(KINDS), help="Output kind: required for precomputed:, overrides the declared one otherwise.")
 @click.option("--data", type=click.Path(), help=DATA_HELP)
-@click.option("--input-size", type=int, help="Network input size (ours: short side, default 518; hf/marigold: processing size).")
+@click.option("--input-size", type=click.IntRange(min=14), help="Network input size (ours: short side, default 518; hf/marigold: processing size).")
 @click.option("--scenarios", help="Comma-separated scenarios to score (default: all).")
-@click.option("--limit", type=int, help="Score only the first N images (after --scenarios).")
+@click.option("--limit", type=click.IntRange(min=1), help="Score only the first N images (after --scenarios).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results", show_default=True, help="Folder for <run>.json and <run>.pairs.csv.")
@@ -53,7 +53,7 @@ def _echo_problems(problems, err: bool = False) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="marigold: noise seed.")
 @click.option("--ensemble-size", type=int, default=1, show_default=True, help="marigold: predictions averaged per image.")
 @click.option("--steps", type=int, help="marigold: denoising steps (default: the model's).")
-@click.option("--workers", type=int, default=2, show_default=True, help="Threads decoding and resizing ahead of the model.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Threads decoding and resizing ahead of the model.")
 @user_errors
 def evaluate(spec, weights, kind, data, input_size, scenarios, limit, device, precision, out_dir, run, cache_dir,
              skip_invalid, allow_scenario, seed, ensemble_size, steps, workers):
