@@ -52,7 +52,8 @@ def seed_store(
                 if k >= total:
                     break
                 is_gold = k >= n_pairs
-                pair = Pair(image_id=image.id, p1_row=2 + j, p1_col=3, p2_row=height - 3, p2_col=width - 4 - j,
+                pair = Pair(image_id=image.id, p1_row=height // 4 + j, p1_col=width // 4, p2_row=3 * height // 4,
+                            p2_col=3 * width // 4 - j,
                             status=gold_status if is_gold else "needs_human", is_gold=is_gold,
                             reference_answer="point1" if is_gold else None,
                             answer="point1" if is_gold and gold_status == "resolved" else None,

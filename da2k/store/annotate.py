@@ -50,7 +50,7 @@ from da2k.errors import Da2kError
 from da2k.store.annotation import _resolve, review_pair
 from da2k.store.core import Store
 from da2k.store.ops import log_event
-from da2k.store.schema import PAIR_STATUSES, Base, Claim, HumanVote, Image, Pair, Review, utcnow
+from da2k.store.schema import PAIR_STATUSES, AuditEvent, Base, Claim, HumanVote, Image, Pair, Review, utcnow
 from da2k.store.stats import _kappa
 
 SHOWN_ANSWERS = ("A", "B", "unsure")
@@ -462,3 +462,42 @@ def annotation_stats(store: Store) -> dict[str, Any]:
         "cohen_kappa": cohen,
         "answers_by_hour": dict(sorted(hourly.items())),
     }
+
+
+def pair_trail(store: Store, pair_id: int) -> list[dict[str, Any]]:
+    """The audit events of one pair, oldest first."""
+    with store.read() as s:
+        return [{"at": e.at, "actor": e.actor, "action": e.action, "detail": e.detail}
+                for e in s.scalars(select(AuditEvent).where(AuditEvent.pair_id == pair_id).order_by(AuditEvent.id))]
+
+
+def _image_dict(im: Image) -> dict[str, Any]:
+    return {"id": im.id, "root": im.root, "path": im.path, "scenario": im.scenario,
+            "width": im.width, "height": im.height}
+
+
+def find_images(store: Store, contains: str = "", limit: int = 200) -> list[dict[str, Any]]:
+    """Images whose path contains `contains` (plain text, not a pattern), for hand-picking."""
+    with store.read() as s:
+        query = select(Image).order_by(Image.id).limit(limit)
+        if contains:
+            query = query.where(Image.path.contains(contains, autoescape=True))
+        return [_image_dict(im) for im in s.scalars(query)]
+
+
+def image_info(store: Store, image_id: int) -> Optional[dict[str, Any]]:
+    with store.read() as s:
+        im = s.get(Image, image_id)
+        return None if im is None else _image_dict(im)
+
+
+def waiting_count(store: Store) -> int:
+    """Pairs waiting for human answers."""
+    with store.read() as s:
+        return s.scalar(select(func.count()).select_from(Pair).where(Pair.status == "needs_human")) or 0
+
+
+def image_roots(store: Store) -> list[str]:
+    """The distinct folders images were recorded under."""
+    with store.read() as s:
+        return sorted(r for r in s.scalars(select(Image.root).distinct()) if r)
