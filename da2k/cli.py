@@ -56,9 +56,10 @@ def _register() -> None:
 
     for command in (cli_mine.mine, cli_mine.stats, cli_mine.export, cli_mine.import_benchmark, cli_mine.store):
         main.add_command(command)
-    from da2k.cli_annotate import annotate
+    from da2k.cli_train import pseudo_label, train
 
-    main.add_command(annotate)
+    for command in (train, pseudo_label):
+        main.add_command(command)
 
 
 _register()
