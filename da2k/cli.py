@@ -56,6 +56,9 @@ def _register() -> None:
 
     for command in (cli_mine.mine, cli_mine.stats, cli_mine.export, cli_mine.import_benchmark, cli_mine.store):
         main.add_command(command)
+    from da2k.cli_annotate import annotate
+
+    main.add_command(annotate)
     from da2k.cli_train import pseudo_label, train
 
     for command in (train, pseudo_label):
