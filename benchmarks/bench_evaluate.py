@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from da2k.benchmark import load_benchmark, validate
-from da2k.evaluate import _points, evaluate
+from da2k.evaluate import evaluate, pair_points
 from da2k.models import build_model, cpu_flags, to_network_input
 from da2k.models.parity import deterministic_state_dict
 from da2k.predictors import PredictorOptions, make_predictor
@@ -96,7 +96,7 @@ def main() -> None:
             pred = predictor.forward(x)
             t3 = time.perf_counter()
             pairs = bench.pairs(key)
-            values = to_disparity(sample_bilinear(pred.values, _points(pairs), report.sizes[key], pred.align_corners), pred.kind)
+            values = to_disparity(sample_bilinear(pred.values, pair_points(pairs), report.sizes[key], pred.align_corners), pred.kind)
             pair_correct(values[: len(pairs)], values[len(pairs):])
             t4 = time.perf_counter()
             for name, seconds in zip(split, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):

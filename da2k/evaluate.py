@@ -150,7 +150,7 @@ def select_images(
     return selected[:limit] if limit is not None else selected
 
 
-def _points(pairs: list[Pair]) -> np.ndarray:
+def pair_points(pairs: list[Pair]) -> np.ndarray:
     """(2N, 2) float64: closer points then other points."""
     return np.array([p.closer for p in pairs] + [p.other for p in pairs], dtype=np.float64)
 
@@ -220,7 +220,7 @@ def evaluate(
     values: dict[str, tuple[str, np.ndarray]] = {}
     todo = []
     for key, pairs in selected:
-        hit = cache.get(report.sha256[key], _points(pairs)) if cache else None
+        hit = cache.get(report.sha256[key], pair_points(pairs)) if cache else None
         if hit is not None:
             values[key] = hit
         else:
@@ -233,7 +233,7 @@ def evaluate(
         for key, prediction, seconds in run_predictions(predictor, bench, todo, workers):
             t_forward += seconds
             t1 = time.perf_counter()
-            pts = _points(pairs_of[key])
+            pts = pair_points(pairs_of[key])
             sampled = sample_bilinear(prediction.values, pts, report.sizes[key], prediction.align_corners)
             values[key] = (prediction.kind, sampled)
             if cache:
