@@ -88,7 +88,8 @@ def predict(images, model_name, weights, input_size, out_dir, fmt, device, preci
     """
     from tqdm import tqdm
 
-    from da2k.models import load_pretrained, predict as run
+    from da2k.models import load_pretrained
+    from da2k.models import predict as run
 
     if input_size < 14:
         raise Da2kError("--input-size must be at least 14")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from da2k.models import build_model, infer, infer_lowres
+from da2k.models import build_model, infer_lowres
 from da2k.models.parity import deterministic_state_dict
 from official import FIXTURES, official_keys, reference, reference_input
 
