@@ -77,7 +77,7 @@ class Benchmark:
         self.annotations_sha256 = hashlib.sha256(raw).hexdigest()
         self._reader = reader
         try:
-            self.annotations = json.loads(raw.decode("utf-8"))
+            self.annotations = json.loads(raw.decode("utf-8-sig"))  # tolerate a byte-order mark
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
             msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"

@@ -142,6 +142,12 @@ def test_malformed_json_is_one_line_error(bench_dir):
     assert result.output.count("\n") == 1 and "Traceback" not in result.output
 
 
+def test_byte_order_mark_is_tolerated(bench_dir):
+    path = bench_dir / "annotations.json"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_benchmark(bench_dir).n_pairs == 18
+
+
 def test_top_level_must_be_an_object(bench_dir):
     (bench_dir / "annotations.json").write_text("[]")
     with pytest.raises(Da2kError, match="JSON object"):
