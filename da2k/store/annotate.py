@@ -177,6 +177,7 @@ def next_pair(
     for _ in range(5):
         try:
             with store.write() as s:
+                s.connection()  # take the write lock first, so `now` is in commit order
                 now = utcnow()
                 expires = now + dt.timedelta(seconds=ttl_seconds)
                 s.execute(delete(Claim).where(Claim.expires_at < now))
