@@ -227,6 +227,7 @@ class Miner:
         seed: int = 0,
         points: str = "auto",
         segmenter: Optional[Segmenter] = None,
+        device: str = "cpu",
         workers: int = 2,
         progress: bool = True,
     ) -> None:
@@ -236,7 +237,7 @@ class Miner:
         self.pairs_per_image, self.min_margin = pairs_per_image, min_margin
         self.audit_rate, self.seed = audit_rate, seed
         if segmenter is None:
-            self.points_method, self.segmenter = make_segmenter(points)
+            self.points_method, self.segmenter = make_segmenter(points, device=device)
         else:
             self.points_method, self.segmenter = points, segmenter
         self.workers, self.progress = max(1, workers), progress
@@ -422,4 +423,8 @@ def mine(
     files = [f for f in scan_images(Path(images), scenario, progress=options.get("progress", True)) if in_shard(f.rel, shard)]
     if experts and isinstance(experts[0], str):
         experts = load_experts(store, experts, device=device, precision=precision)
-    return Miner(store, experts, **options).run(Path(images), files)
+    if device == "auto":
+        from da2k.models import select_device
+
+        device = str(select_device(device))
+    return Miner(store, experts, device=device, **options).run(Path(images), files)

@@ -1,8 +1,9 @@
 """Candidate point pairs for mining: points inside segments, away from borders and edges.
 
 As DA-2K was built (paper, Section 6.2): segments propose key points, pairs of points are
-sampled, experts vote. Segments come from SAM (transformers' mask generation, optional extra
-`sam`) when it can be loaded, else from scikit-image's Felzenszwalb graph segmentation.
+sampled, experts vote. Segments come from SAM (transformers' `SamModel` prompted with a grid
+of points, optional extra `sam`) when it loads, else from scikit-image's Felzenszwalb graph
+segmentation.
 Points sit well inside a segment (far from its border, from strong image edges and from the
 image frame), where depth is unambiguous; pairs mix two points of one segment ("within")
 and points of two segments ("across"). Everything is driven by a caller-given RNG, so a
@@ -12,6 +13,7 @@ seed derived from the image content gives the same pairs on every run and every 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -52,20 +54,44 @@ def felzenszwalb_segments(rgb: np.ndarray) -> np.ndarray:
 
 
 class SamSegments:
-    """SAM automatic masks through transformers' `mask-generation` pipeline; smaller masks
-    win where masks overlap (they are the objects inside larger regions)."""
+    """SAM prompted with a regular grid of points, each keeping the best of its three masks
+    when SAM's predicted IoU reaches `min_iou`; smaller masks win where masks overlap (they are
+    the objects inside larger regions). transformers' `mask-generation` pipeline would do the
+    same but needs torchvision for its NMS, which overlapping-mask labelling makes unnecessary."""
 
-    def __init__(self, model: str = SAM_DEFAULT, device: str = "cpu") -> None:
-        from transformers import pipeline
+    def __init__(self, model: str = SAM_DEFAULT, device: str = "cpu", *, grid: int = 16, min_iou: float = 0.8) -> None:
+        from transformers import SamModel, SamProcessor
 
-        self._generate = pipeline("mask-generation", model=model, device=device)
-        self.model = model
+        self.processor = SamProcessor.from_pretrained(model)
+        self.model = SamModel.from_pretrained(model).to(device).eval()
+        self.device, self.grid, self.min_iou = device, grid, min_iou
+        self._lock = threading.Lock()  # the miner proposes points from several threads
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        masks = self._generate(Image.fromarray(rgb), points_per_batch=64)["masks"]
-        labels = np.full(rgb.shape[:2], -1, dtype=np.int64)
-        for index, mask in sorted(enumerate(masks), key=lambda item: -int(np.asarray(item[1]).sum())):
-            labels[np.asarray(mask, dtype=bool)] = index
+        import torch
+
+        h, w = rgb.shape[:2]
+        g = self.grid
+        points = [[[(i + 0.5) * w / g, (j + 0.5) * h / g]] for j in range(g) for i in range(g)]
+        masks: list[np.ndarray] = []
+        with self._lock, torch.inference_mode():
+            inputs = self.processor(images=Image.fromarray(rgb), input_points=[points], return_tensors="pt")
+            embeddings = self.model.get_image_embeddings(inputs["pixel_values"].to(self.device))
+            for start in range(0, len(points), 64):
+                out = self.model(
+                    image_embeddings=embeddings,
+                    input_points=inputs["input_points"][:, start : start + 64].to(self.device),
+                    multimask_output=True,
+                )
+                scores, best = out.iou_scores[0].max(-1)
+                chosen = out.pred_masks[0, torch.arange(len(best)), best].cpu()
+                full = self.processor.image_processor.post_process_masks(
+                    chosen[None, :, None], inputs["original_sizes"], inputs["reshaped_input_sizes"]
+                )[0][:, 0]
+                masks.extend(full[(scores >= self.min_iou).cpu()].numpy())
+        labels = np.full((h, w), -1, dtype=np.int64)
+        for index, mask in sorted(enumerate(masks), key=lambda item: -int(item[1].sum())):
+            labels[mask] = index
         return labels
 
 

@@ -272,3 +272,41 @@ def test_real_photos_end_to_end_with_vit_tiny_experts(tmp_path):
     out = tmp_path / "export"
     assert runner.invoke(main, ["export", "--db", str(db), "--out", str(out)]).exit_code == 0
     assert runner.invoke(main, ["validate", str(out)]).exit_code == 0
+
+
+def tiny_sam(folder: Path) -> Path:
+    """A random-weight SAM small enough for a test (256-pixel input, one block)."""
+    from transformers import SamConfig, SamModel, SamProcessor
+
+    try:  # transformers >= 5 without torchvision
+        from transformers.models.sam import SamImageProcessorPil as ImageProcessor
+    except ImportError:
+        from transformers import SamImageProcessor as ImageProcessor
+
+    config = SamConfig(
+        vision_config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=1, mlp_dim=32,
+                           output_channels=16, global_attn_indexes=[0], num_pos_feats=8, image_size=256),
+        prompt_encoder_config=dict(hidden_size=16, mask_input_channels=4, image_size=256),
+        mask_decoder_config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=1, mlp_dim=32,
+                                 iou_head_hidden_dim=16),
+    )
+    torch.manual_seed(0)
+    SamModel(config).save_pretrained(folder)
+    processor = ImageProcessor(size={"longest_edge": 256}, pad_size={"height": 256, "width": 256})
+    SamProcessor(image_processor=processor).save_pretrained(folder)
+    return folder
+
+
+def test_sam_segments_come_from_a_grid_of_prompts_and_a_missing_sam_falls_back(tmp_path):
+    from da2k.errors import Da2kError
+    from da2k.points import make_segmenter
+
+    name, segmenter = make_segmenter("sam", sam_model=str(tiny_sam(tmp_path / "sam")))
+    assert name == f"sam:{tmp_path / 'sam'}"
+    segmenter.min_iou = float("-inf")  # random weights: keep every mask
+    rgb = np.asarray(Image.open(FIXTURES / "photos" / "street.jpg").convert("RGB"))
+    labels = segmenter(rgb)
+    assert labels.shape == rgb.shape[:2] and labels.min() >= -1 and labels.max() >= 1
+    assert make_segmenter("auto", sam_model=str(tmp_path / "missing"))[0] == "felzenszwalb"
+    with pytest.raises(Da2kError, match="--points felzenszwalb"):
+        make_segmenter("sam", sam_model=str(tmp_path / "missing"))
