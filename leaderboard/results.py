@@ -15,22 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from da2k.benchmark import SCENARIOS
 from da2k.errors import Da2kError
+from da2k.results import SCHEMA
 from da2k.scoring import wilson_ci
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "da2k.result/1"
-SCENARIOS = (
-    "indoor",
-    "outdoor",
-    "non_real",
-    "transparent_reflective",
-    "adverse_style",
-    "aerial",
-    "underwater",
-    "object",
-)
 SCENARIO_LABELS = {
     "indoor": "Indoor",
     "outdoor": "Outdoor",
