@@ -153,6 +153,8 @@ def load_experts(store: Store, specs: Sequence[str], *, device: str = "auto", pr
 
     if len(specs) < 2:
         raise Da2kError("mining needs at least two experts (DA-2K used four): repeat --expert SPEC")
+    if len(specs) < 4:
+        log.warning("%d experts: DA-2K used four; fewer experts agree more often by chance", len(specs))
     experts = []
     for text in specs:
         spec, options = parse_expert(text)
