@@ -16,7 +16,8 @@ discard included, takes it out of the queue). Gold questions are pairs with a kn
 pairs); they are mixed into each annotator's stream at `gold_rate`. Answers on gold pairs that
 are already settled are quality checks only and never change the pair.
 
-Schema: adds one table, `presentations` (created on first use; portable SQL only).
+Schema: adds one table, `presentations`, and an index on pairs (is_gold, status), both
+created on first use (portable SQL only).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from sqlalchemy import (
     exists,
     func,
     select,
+    true,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -81,15 +83,20 @@ class Presentation(Base):
     answered_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
 
 
+GOLD_INDEX = Index("ix_pairs_gold_status", Pair.is_gold, Pair.status)
+"""Finds the few gold pairs among 100,000s without scanning (see `_pick`)."""
+
 _ready: "weakref.WeakSet[Store]" = weakref.WeakSet()
 
 
 def ensure_schema(store: Store) -> None:
-    """Create the `presentations` table in a database made before this module was imported."""
+    """Create the `presentations` table and the gold index in a database made before this
+    module was imported."""
     if store in _ready:
         return
     with store.engine.begin() as conn:
         Presentation.__table__.create(conn, checkfirst=True)
+        GOLD_INDEX.create(conn, checkfirst=True)
     _ready.add(store)
 
 
@@ -143,17 +150,28 @@ def _gold_due(s: Session, annotator: str, gold_rate: float) -> bool:
     return math.floor((n + 1) * gold_rate + 1e-9) > n_gold
 
 
-def _pick(s: Session, annotator: str, gold: bool, statuses: Sequence[str]) -> Optional[Pair]:
+def _pick(s: Session, annotator: str, gold: bool, statuses: Sequence[str], rng: random.Random) -> Optional[Pair]:
     seen = select(Presentation.pair_id).where(Presentation.annotator == annotator)
     claimed = select(Claim.pair_id)
-    query = select(Pair).where(Pair.status.in_(statuses), Pair.id.not_in(seen), Pair.id.not_in(claimed))
-    if gold:
-        # Random order: annotators must not all meet the same gold questions in the same order.
-        query = query.where(Pair.is_gold, Pair.reference_answer.is_not(None)).order_by(func.random())
-    else:
+    query = select(Pair).where(Pair.id.not_in(seen), Pair.id.not_in(claimed)).order_by(Pair.id).limit(1)
+    if not gold:
         # Oldest first: with one claim per pair this finishes pairs rather than spreading votes.
-        query = query.where(Pair.is_gold.is_(False)).order_by(Pair.id)
-    return s.scalar(query.limit(1))
+        return s.scalar(query.where(Pair.status.in_(statuses), Pair.is_gold.is_(False)))
+    # The first gold pair after a random id (wrapping around): annotators do not all meet
+    # the same gold questions in the same order. One status per query, so the (status, id)
+    # index is walked in id order and nothing sorts the whole table.
+    query = query.where(Pair.is_gold == true(), Pair.reference_answer.is_not(None))
+    # Two queries: SQLite answers a lone min() or max() from the index, not both at once.
+    low, high = s.scalar(select(func.min(Pair.id))), s.scalar(select(func.max(Pair.id)))
+    if low is None:
+        return None
+    start = rng.randint(low, high)
+    for status in statuses:
+        for part in (Pair.id >= start, Pair.id < start):
+            pair = s.scalar(query.where(Pair.status == status, part))
+            if pair is not None:
+                return pair
+    return None
 
 
 def next_pair(
@@ -197,7 +215,7 @@ def next_pair(
                 order.append((True, ("needs_human",)))
                 pair = None
                 for gold, statuses in order:
-                    pair = _pick(s, annotator, gold, statuses)
+                    pair = _pick(s, annotator, gold, statuses, rng)
                     if pair is not None:
                         break
                 if pair is None:
