@@ -91,7 +91,11 @@ def pseudo_label(
         todo.append(path)
     log.info("rank %d: %d of %d images to label (%d already done)", d.rank, len(todo), len(mine), len(mine) - len(todo))
 
-    with open(out / "parts" / f"rank-{d.rank}.jsonl", "a") as part:
+    part_file = out / "parts" / f"rank-{d.rank}.jsonl"
+    if part_file.is_file() and part_file.stat().st_size and not part_file.read_bytes().endswith(b"\n"):
+        with open(part_file, "a") as part:  # a crash cut the last line: end it so the next line parses
+            part.write("\n")
+    with open(part_file, "a") as part:
         bar = tqdm(total=len(todo), unit="img", disable=not d.main, desc="pseudo-label")
         for src, result in predict(model, todo, input_size=size, device=str(d.device), precision=precision, workers=workers):
             bar.update(1)
