@@ -259,3 +259,48 @@ def test_stats_report_progress_rate_and_agreement(store):
     assert len(ids) == 6
     with store.read() as s:
         assert s.scalar(select(func.count()).select_from(Presentation)) == 6
+
+
+def test_images_are_read_only_from_under_the_images_root(tmp_path):
+    pytest.importorskip("gradio")
+    from da2k.annotator_app.render import resolve_image
+
+    root = tmp_path / "photos"
+    (root / "indoor").mkdir(parents=True)
+    (root / "indoor" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "secret.jpg").write_bytes(b"x")
+    (root / "indoor" / "link.jpg").symlink_to(tmp_path / "secret.jpg")
+    assert resolve_image([root], str(root), "indoor/a.jpg") == root / "indoor" / "a.jpg"
+    assert resolve_image([root], "/elsewhere", "indoor/a.jpg") == root / "indoor" / "a.jpg"  # moved DB
+    for bad in ("../secret.jpg", "indoor/../../secret.jpg", str(tmp_path / "secret.jpg"), "indoor/link.jpg", ""):
+        with pytest.raises(Da2kError):
+            resolve_image([root], str(root), bad)
+    with pytest.raises(Da2kError):  # a root recorded in the DB outside the images root
+        resolve_image([root], str(tmp_path), "secret.jpg")
+
+
+def test_text_from_users_is_escaped_and_auth_files_are_checked(tmp_path):
+    pytest.importorskip("gradio")
+    from da2k.annotator_app.app import md, read_auth_file
+
+    shown = md("<img src=x onerror=alert(1)> [link](http://x) **b**")
+    assert "<" not in shown.replace("\\<", "") and "](" not in shown.replace("\\](", "")
+    good = tmp_path / "team.txt"
+    good.write_text("# annotators\nann:s3cret:with colon\n\nbob:pw\n")
+    assert read_auth_file(good) == {"ann": "s3cret:with colon", "bob": "pw"}
+    bad = tmp_path / "bad.txt"
+    bad.write_text("ann\n")
+    with pytest.raises(Da2kError, match="bad.txt:1"):
+        read_auth_file(bad)
+
+
+def test_annotate_command_checks_its_database_and_documents_itself(tmp_path):
+    pytest.importorskip("gradio")
+    from click.testing import CliRunner
+
+    from da2k.cli import main
+
+    result = CliRunner().invoke(main, ["annotate", "--help"])
+    assert result.exit_code == 0 and "--votes-per-pair" in result.output and "127.0.0.1" in result.output
+    result = CliRunner().invoke(main, ["annotate", "--db", str(tmp_path / "missing.db")])
+    assert result.exit_code == 1 and "no annotation database" in result.output

@@ -177,3 +177,41 @@ def test_review_pick_and_stats_tabs(served, page):
     page.get_by_role("tab", name="Review").click()
     page.click("#da2k-review-load")
     page.wait_for_function("() => document.body.innerText.includes('No conflicts to review')")
+
+
+def test_with_auth_people_log_in_and_their_login_is_their_name(tmp_path):
+    from da2k.annotator_app import build_app
+    from da2k.store.annotate import Presentation
+
+    db = tmp_path / "auth.db"
+    with Store(db) as store:
+        seed_store(store, 3, root=tmp_path / "photos", size=(60, 80))
+    app = build_app(db, images_root=tmp_path / "photos", auth={"ann": "pw<1>"}, gold_rate=0.0)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.locator("input[type=password]").wait_for()
+            assert page.locator("#da2k-info").count() == 0  # nothing of the app before logging in
+            page.locator("input").first.fill("ann")
+            page.locator("input[type=password]").fill("wrong")
+            page.keyboard.press("Enter")
+            page.wait_for_function("() => /incorrect|invalid/i.test(document.body.innerText)")
+            page.locator("input").first.fill("ann")
+            page.locator("input[type=password]").fill("pw<1>")
+            page.keyboard.press("Enter")
+            page.wait_for_function(SHOWS_A_PAIR)
+            assert not page.locator("#da2k-name").is_visible()
+            first = shown_pair(page)
+            page.keyboard.press("a")
+            wait_for_pair_change(page, first)
+            browser.close()
+    finally:
+        app.close()
+    assert list(votes(db, "ann")) == [first]
+    with Store(db) as store, store.read() as s:
+        assert set(s.scalars(select(Presentation.annotator))) == {"ann"}
