@@ -325,7 +325,9 @@ def build_app(
     h = _Annotator(store, roots, votes_per_pair, gold_rate, claim_ttl, users)
     private = {"api_visibility": "private"}
 
-    with AnnotatorBlocks(title="da2k annotate", analytics_enabled=False) as app:
+    # delete_cache: the images drawn for the browser are files in Gradio's cache; drop them
+    # after an hour so a long annotation session does not fill the disk.
+    with AnnotatorBlocks(title="da2k annotate", analytics_enabled=False, delete_cache=(600, 3600)) as app:
         gr.Markdown("## da2k: which point is closer?")
         with gr.Row():
             name = gr.Textbox(label="Your name", placeholder="annotator name", max_length=128, scale=3,

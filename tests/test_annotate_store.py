@@ -175,6 +175,8 @@ def test_review_decides_or_discards_and_leaves_an_audit_trail(store):
     assert decide_pair(store, one, "rev", "point2") == "resolved"
     assert decide_pair(store, two, "rev", "discard", note="glass") == "discarded"
     assert review_queue(store) == []
+    with pytest.raises(Da2kError, match="not waiting for review"):  # a second reviewer, too late
+        decide_pair(store, one, "rev2", "point1")
     with pytest.raises(Da2kError, match="decision must be"):
         decide_pair(store, one, "rev", "reopen")
     with store.read() as s:

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from annotate_helpers import seed_store
-from da2k.store import HumanVote, Pair, Store
+from da2k.store import HumanVote, Pair, Review, Store
+from da2k.store.annotation import record_human_vote
 
 pytest.importorskip("gradio")
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -93,6 +94,11 @@ def votes(db: Path, annotator: str) -> dict[int, tuple[str, bool, float]]:
     with Store(db) as store, store.read() as s:
         return {v.pair_id: (v.answer, v.swapped, v.seconds)
                 for v in s.scalars(select(HumanVote).where(HumanVote.annotator == annotator))}
+
+
+def statuses(db: Path) -> dict[int, str]:
+    with Store(db) as store, store.read() as s:
+        return dict(s.execute(select(Pair.id, Pair.status)).all())
 
 
 def test_annotating_with_keys_and_clicks_undo_and_reload(served, page):
@@ -174,9 +180,21 @@ def test_review_pick_and_stats_tabs(served, page):
     page.wait_for_function("() => document.body.innerText.includes(\"Fleiss' kappa\")")
     assert page.locator("text=indoor").count() >= 1
 
+    # Three people disagree on the last pair (nobody was shown it in the browser).
+    with Store(db) as store:
+        last = max(statuses(db))
+        for name, answer in (("x", "point1"), ("y", "point2"), ("z", "unsure")):
+            record_human_vote(store, last, name, answer, votes_needed=3, max_votes=3)
     page.get_by_role("tab", name="Review").click()
     page.click("#da2k-review-load")
+    page.wait_for_function(f"() => document.body.innerText.includes('Pair {last} ')")
+    assert page.locator("text=can't tell").count() >= 1  # the votes, as A/B/can't tell
+    page.get_by_label("Note (kept in the audit trail)").fill("<b>glass</b> door")
+    page.click("#da2k-review-discard")
     page.wait_for_function("() => document.body.innerText.includes('No conflicts to review')")
+    with Store(db) as store, store.read() as s:
+        review = s.scalars(select(Review)).one()
+    assert (review.pair_id, review.reviewer, review.decision, review.note) == (last, "picker", "discard", "<b>glass</b> door")
 
 
 def test_with_auth_people_log_in_and_their_login_is_their_name(tmp_path):

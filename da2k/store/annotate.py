@@ -399,6 +399,10 @@ def decide_pair(store: Store, pair_id: int, reviewer: str, decision: str, note: 
     """A reviewer's decision (`point1`, `point2` or `discard`), kept in the audit trail."""
     if decision not in ("point1", "point2", "discard"):
         raise Da2kError(f"decision must be point1, point2 or discard, not {decision!r}")
+    with store.read() as s:
+        waiting = s.scalar(select(Pair.id).where(Pair.id == pair_id, _conflict_filter()))
+    if waiting is None:  # another reviewer was faster, or the pair never conflicted
+        raise Da2kError(f"pair {pair_id} is not waiting for review")
     return review_pair(store, pair_id, _check_name(reviewer), decision, note)
 
 
