@@ -69,3 +69,23 @@ def test_resumed_log_has_each_step_once_with_the_same_losses(runs):
 
     assert losses("resumed") == losses("straight")
     assert [s for s, _ in losses("straight")] == [str(i) for i in range(1, 7)]
+
+
+def test_pseudo_labelling_under_torchrun_splits_images_between_ranks(tmp_path):
+    from da2k.models import build_model
+
+    make_benchmark(tmp_path / "real", n_images=5, size=(28, 36), pairs_per_image=1, exif_every=0, seed=6)
+    teacher = tmp_path / "teacher.pt"
+    torch.save(build_model("vit-tiny").state_dict(), teacher)
+    bindir = str(Path(sys.executable).parent)
+    cmd = [
+        shutil.which("torchrun", path=bindir) or "torchrun", "--standalone", "--nproc_per_node", "2", "--no-python",
+        shutil.which("da2k", path=bindir) or "da2k", "pseudo-label", "--teacher", str(teacher), "--encoder", "vit-tiny",
+        "--images", str(tmp_path / "real" / "images"), "--out", str(tmp_path / "pseudo"), "--input-size", "28", "--device", "cpu",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    parts = {p.name: len(p.read_text().splitlines()) for p in (tmp_path / "pseudo" / "parts").glob("*.jsonl")}
+    assert parts == {"rank-0.jsonl": 3, "rank-1.jsonl": 2}
+    manifest = json.loads((tmp_path / "pseudo" / "manifest.json").read_text())
+    assert len(manifest["items"]) == 5 and len({item["image"] for item in manifest["items"]}) == 5
