@@ -265,9 +265,9 @@ class _Annotator:
 
 
 def _progress_figure(data: dict, statuses: list[str]) -> Figure:
-    fig = Figure(figsize=(7, 3.2), layout="constrained")
-    ax = fig.add_subplot()
     names = list(data["progress"])
+    fig = Figure(figsize=(7, 1.6 + 0.45 * max(1, len(names))), layout="constrained")
+    ax = fig.add_subplot()
     bottom = [0] * len(names)
     for status in statuses[:5]:
         values = [data["progress"][n].get(status, 0) for n in names]
@@ -276,7 +276,7 @@ def _progress_figure(data: dict, statuses: list[str]) -> Figure:
     ax.set_xlabel("pairs")
     ax.set_title("Pairs per scenario and status")
     if names:
-        ax.legend(fontsize="small", ncols=3)
+        fig.legend(loc="outside lower center", fontsize="small", ncols=5, frameon=False)
     return fig
 
 

@@ -95,5 +95,5 @@ def crop_around(image: Image.Image, point: tuple[int, int], label: str, size: in
                  ((x, y - gap - arm), (x, y - gap)), ((x, y + gap), (x, y + gap + arm))):
         draw.line((a, b), fill=(0, 0, 0), width=5)
         draw.line((a, b), fill=colour, width=3)
-    draw.text((6, 4), label, fill=colour, font=_font(22), stroke_width=3, stroke_fill=(0, 0, 0))
+    draw.text((8, size - 30), label, fill=colour, font=_font(22), stroke_width=3, stroke_fill=(0, 0, 0))
     return crop

@@ -306,3 +306,20 @@ def test_annotate_command_checks_its_database_and_documents_itself(tmp_path):
     assert result.exit_code == 0 and "--votes-per-pair" in result.output and "127.0.0.1" in result.output
     result = CliRunner().invoke(main, ["annotate", "--db", str(tmp_path / "missing.db")])
     assert result.exit_code == 1 and "no annotation database" in result.output
+
+
+def test_without_gradio_the_command_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    from click.testing import CliRunner
+
+    from da2k.cli import main
+
+    for name in [m for m in sys.modules if m == "gradio" or m.startswith(("gradio.", "da2k.annotator_app"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio now fails
+    with Store(tmp_path / "a.db"):
+        pass
+    result = CliRunner().invoke(main, ["annotate", "--db", str(tmp_path / "a.db")])
+    assert result.exit_code == 1
+    assert "pip install 'da2k[annotate]'" in result.output and "Traceback" not in result.output
