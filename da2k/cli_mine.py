@@ -88,8 +88,9 @@ def stats(db, as_json):
 @_db_option
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for annotations.json and images/.")
 @click.option("--copy", is_flag=True, help="Copy images instead of hard-linking them.")
+@click.option("--images-root", type=click.Path(exists=True, file_okay=False), help="Folder to find images in that moved since mining (paths relative to it as under --images).")
 @user_errors
-def export(db, out, copy):
+def export(db, out, copy, images_root):
     """Write settled pairs (auto_agreed, resolved) as an official-format DA-2K benchmark.
 
     \b
@@ -99,7 +100,7 @@ def export(db, out, copy):
     from da2k.store import Store
 
     with Store(db, create=False) as store:
-        report = export_benchmark(store, Path(out), link=not copy)
+        report = export_benchmark(store, Path(out), link=not copy, images_root=Path(images_root) if images_root else None)
     click.echo(f"{report.out}: {report.images} images, {report.pairs} pairs")
 
 

@@ -67,8 +67,12 @@ def _place(src: Path, dst: Path, link: bool) -> None:
     shutil.copy2(src, dst)
 
 
-def export_benchmark(store: Store, out: Path, *, link: bool = True, progress: bool = True) -> ExportReport:
-    """Write `out/annotations.json` and `out/images/...` from the store's settled pairs."""
+def export_benchmark(
+    store: Store, out: Path, *, link: bool = True, images_root: Optional[Path] = None, progress: bool = True
+) -> ExportReport:
+    """Write `out/annotations.json` and `out/images/...` from the store's settled pairs.
+    `images_root`: where to look for images no longer at their stored place (moved, or mined
+    on another machine), by their path relative to the folder they were mined from."""
     out = Path(out)
     with store.read() as s:
         rows = s.execute(
@@ -83,8 +87,13 @@ def export_benchmark(store: Store, out: Path, *, link: bool = True, progress: bo
     annotations: dict[str, list[dict]] = {}
     for image, pairs in tqdm(by_image.values(), desc="export", unit="img", disable=not progress):
         src = Path(image.root) / image.path
+        if not src.is_file() and images_root is not None:
+            src = Path(images_root) / image.path
         if not src.is_file():
-            raise Da2kError(f"image {src} of the store is gone: put it back (or re-run `da2k mine` from its new folder)")
+            raise Da2kError(
+                f"image {Path(image.root) / image.path} of the store is gone: put it back, or pass "
+                "--images-root with the folder it was mined from"
+            )
         key = export_key(image.scenario, image.path, set(annotations), image.sha256)
         _place(src, out / key, link)
         annotations[key] = [

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from da2k.benchmark import load_benchmark, validate
 from da2k.cli import main
+from da2k.errors import Da2kError
 from da2k.export import export_benchmark, import_benchmark
 from da2k.mine import mine
 from da2k.store import Image, Pair, Store
@@ -123,3 +124,22 @@ def test_import_of_a_zip_extracts_its_images(tmp_path):
     assert report.pairs_added == load_benchmark(scenes.bench.root).n_pairs
     assert validate(load_benchmark(tmp_path / "out")).ok
 
+
+
+def test_export_finds_moved_images_under_images_root(mined, tmp_path):
+    scenes, store, _ = mined
+    moved = tmp_path / "moved"
+    shutil.copytree(scenes.images, moved)
+    with store.write() as s:
+        originals = {image.id: image.root for image in s.scalars(select(Image))}
+        for image in s.scalars(select(Image)):
+            image.root = str(tmp_path / "gone")
+    try:
+        with pytest.raises(Da2kError, match="--images-root"):
+            export_benchmark(store, tmp_path / "a", progress=False)
+        report = export_benchmark(store, tmp_path / "b", images_root=moved, progress=False)
+        assert report.pairs == len(exported_pairs(tmp_path / "b")) > 0
+    finally:
+        with store.write() as s:
+            for image in s.scalars(select(Image)):
+                image.root = originals[image.id]
