@@ -45,6 +45,8 @@ KEYS_JS = """
 }
 """
 
+BLUR_JS = "() => { if (document.activeElement) document.activeElement.blur(); }"
+
 HELP = ("Which point is closer to the camera? Keys: **a** = A is closer, **b** = B is closer, "
         "**s** = can't tell, **u** = undo your last answer.")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&])")
@@ -141,9 +143,10 @@ class _Annotator:
             name, pair = (state or {}).get("name"), (state or {}).get("pair")
             if not name or pair is None:
                 return state, gr.skip(), gr.skip(), gr.skip(), "Type your name and press Start first."
-            note = ""
+            said = {"A": "A is closer", "B": "B is closer", "unsure": "can't tell"}[choice]
             try:
                 ann.answer_pair(self.store, name, pair, choice, votes_per_pair=self.votes_per_pair)
+                note = f"Saved '{said}' for pair {pair} (u undoes)."
             except Da2kError as exc:
                 note = md(exc)
             shown = ann.next_pair(self.store, name, ttl_seconds=self.claim_ttl, gold_rate=self.gold_rate)
@@ -393,8 +396,9 @@ def build_app(
                 s_plot2 = gr.Plot(label="Answers per hour")
 
         view = [state, full, crop_a, crop_b, info]
-        start.click(h.start, [name], view + [remembered], **private)
-        name.submit(h.start, [name], view + [remembered], **private)
+        # After Start, leave the name box so the a/b/s/u keys answer instead of typing.
+        for trigger in (start.click, name.submit):
+            trigger(h.start, [name], view + [remembered], **private).then(fn=None, js=BLUR_JS)
         for choice, button in buttons.items():
             button.click(h.answer(choice), [state], view, trigger_mode="once", **private)
         undo.click(h.undo, [state], view, trigger_mode="once", **private)

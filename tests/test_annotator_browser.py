@@ -111,7 +111,6 @@ def test_annotating_with_keys_and_clicks_undo_and_reload(served, page):
     # Point A in the image is drawn: the full image and both crops are there.
     assert page.locator("#da2k-full img").count() == 1 and page.locator("#da2k-crop-b img").count() == 1
 
-    page.locator("body").click(position={"x": 5, "y": 5})  # focus out of the name box
     given: dict[int, str] = {}
     for i in range(12):  # keyboard and mouse, alternating
         if i % 3 == 0:
