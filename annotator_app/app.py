@@ -124,6 +124,8 @@ class _Annotator:
                 gr.Warning(f"pair {shown.pair_id} skipped: {exc}")
                 ann.release(self.store, name)
                 shown = ann.next_pair(self.store, name, ttl_seconds=self.claim_ttl, gold_rate=self.gold_rate)
+        else:
+            return {"name": name, "pair": None}, None, None, None, "Images are missing under the images root."
         full, _ = draw_points(image, {"A": shown.a, "B": shown.b})
         text = (f"**{md(name)}** · pair {shown.pair_id} · {md(shown.scenario)} · "
                 f"{ann.waiting_count(self.store)} pairs waiting. {note}")
@@ -139,7 +141,7 @@ class _Annotator:
         return (*self._view(name, shown), name)
 
     def answer(self, choice: str) -> Callable[..., tuple]:
-        def handler(state: dict, request: gr.Request) -> tuple:
+        def handler(state: dict) -> tuple:
             name, pair = (state or {}).get("name"), (state or {}).get("pair")
             if not name or pair is None:
                 return state, gr.skip(), gr.skip(), gr.skip(), "Type your name and press Start first."
@@ -199,7 +201,8 @@ class _Annotator:
             except Da2kError as exc:
                 return (state, gr.skip(), gr.skip(), gr.skip(), md(exc), note)
             out = self.review_next(state)
-            return (*out[:4], f"Pair {pair}: {decision} saved. " + out[4], "")
+            said = {"A": "A is closer", "B": "B is closer", "discard": "discarded"}[shown_decision]
+            return (*out[:4], f"Pair {pair}: '{said}' saved. " + out[4], "")
 
         return handler
 
