@@ -82,7 +82,8 @@ class DPTHead(nn.Module):
         s = self.scratch
         layers = []
         for i, x in enumerate(tokens):
-            x = x.transpose(1, 2).reshape(x.shape[0], x.shape[-1], patch_h, patch_w)
+            # (B, N, C) tokens viewed as an NHWC (channels_last) map: no copy.
+            x = x.reshape(x.shape[0], patch_h, patch_w, x.shape[-1]).permute(0, 3, 1, 2)
             x = self.resize_layers[i](self.projects[i](x))
             layers.append(getattr(s, f"layer{i + 1}_rn")(x))
         l1, l2, l3, l4 = layers
