@@ -136,6 +136,7 @@ def test_offline_dinov2_download_error_names_the_file_and_the_flag(tmp_path, mon
         dinov2_file("vitb")
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler:UserWarning")  # fp16 scaler skips step 1
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_autocast_training_steps_stay_finite(tmp_path, precision):
     bench = make_benchmark(tmp_path / "data", n_images=4, size=(28, 36), pairs_per_image=1, exif_every=0)
@@ -182,7 +183,7 @@ def test_pseudo_labelling_resumes_and_its_manifest_hashes_match_the_files(tmp_pa
 
 def test_small_scale_proof_teacher_pseudo_labels_student_beats_80_percent_on_held_out_pairs(tmp_path):
     """The whole V2 recipe at toy scale on CPU: vit-tiny, 56 px crops, 60 steps per stage."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     make_benchmark(tmp_path / "synthetic", n_images=128, size=(48, 64), pairs_per_image=1, exif_every=0, seed=1)
     make_benchmark(tmp_path / "real", n_images=128, size=(48, 64), pairs_per_image=1, exif_every=0, seed=2)
     make_benchmark(tmp_path / "heldout", n_images=40, size=(48, 64), pairs_per_image=5, seed=3)
@@ -201,14 +202,16 @@ def test_small_scale_proof_teacher_pseudo_labels_student_beats_80_percent_on_hel
         result = runner.invoke(main, args)
         assert result.exit_code == 0, result.output + repr(result.exception)
         print(f"{args[0]} {args[1]}: {time.perf_counter() - t:.1f} s")
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
 
     # Scored by the evaluation code (da2k.evaluate) on held-out scenes, some stored with EXIF tags.
     [result_file] = (tmp_path / "student" / "eval").glob("step*.json")
     student = json.loads(result_file.read_text())["overall"]
     assert student["n"] == 200
-    print(f"student accuracy {student['accuracy']:.3f} on {student['n']} held-out pairs, {elapsed:.1f} s in all")
+    print(f"student accuracy {student['accuracy']:.3f} on {student['n']} held-out pairs, {elapsed:.1f} s wall, {cpu:.1f} s CPU")
     assert student["accuracy"] >= 0.80, student
-    assert elapsed < 120, f"{elapsed:.0f} s"
+    # "Under 2 minutes on 2 cores" as CPU time (all threads of this process), which, unlike wall
+    # time, does not grow when other jobs share the cores (about 20 s CPU when measured).
+    assert cpu < 2 * 120, f"{cpu:.0f} s CPU"
     # the student learnt from pseudo labels only: its run never saw a depth file
     assert json.loads((tmp_path / "student" / "train.json").read_text())["pseudo"] == [str(tmp_path / "pseudo")]
