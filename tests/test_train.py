@@ -90,6 +90,22 @@ def test_hypersim_ray_distance_becomes_smaller_planar_depth_off_axis():
     assert abs(depth[0, 0] - 5.0 * 886.81 / np.sqrt(511.5**2 + 383.5**2 + 886.81**2)) < 1e-4
 
 
+def test_hypersim_layout_reads_hdf5_distances_as_planar_depth(tmp_path):
+    h5py = pytest.importorskip("h5py")  # the `hypersim` extra (also in `dev`)
+    scene = tmp_path / "ai_001_001"
+    (scene / "images" / "scene_cam_00_final_preview").mkdir(parents=True)
+    (scene / "images" / "scene_cam_00_geometry_hdf5").mkdir(parents=True)
+    Image.fromarray(np.zeros((768, 1024, 3), np.uint8)).save(scene / "images" / "scene_cam_00_final_preview" / "frame.0000.tonemap.jpg")
+    distance = np.full((768, 1024), 4.0, np.float16)
+    distance[0, 0] = np.nan  # Hypersim marks missing geometry with NaN
+    with h5py.File(scene / "images" / "scene_cam_00_geometry_hdf5" / "frame.0000.depth_meters.hdf5", "w") as f:
+        f["dataset"] = distance
+    [record] = parse_data_spec(f"hypersim:{tmp_path}")
+    values, valid = read_label(record)
+    assert not valid[0, 0] and valid.sum() == 768 * 1024 - 1
+    assert np.allclose(values[384, 512], 4.0, atol=1e-3) and values[767, 1023] < 3.6
+
+
 def test_augmentation_moves_image_and_label_together_and_depends_only_on_seed_epoch_index(tmp_path):
     records = parse_data_spec(str(_rgbd_folder(tmp_path, size=(30, 44))))
     image = Image.open(records[1].image).convert("RGB")
