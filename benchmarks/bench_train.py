@@ -15,7 +15,6 @@ import time
 from contextlib import nullcontext
 
 import torch
-
 from da2k.models import get_variant, native_bf16
 from da2k.models.train.engine import TrainConfig, freeze_unused, param_groups
 from da2k.models.train.losses import SSIGradientLoss

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from da2k.models.train.losses import (
     SiLogLoss,
     SSIGradientLoss,

@@ -11,14 +11,9 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from PIL import Image
-
-from da2k.cli import main
-from da2k.errors import Da2kError
 from da2k.models import build_model, file_sha256, get_variant
 from da2k.models.train.data import (
     Augment,
-    Record,
     TrainSet,
     _hypersim_planar,
     augment,
@@ -30,6 +25,10 @@ from da2k.models.train.engine import TrainConfig, train
 from da2k.models.train.losses import SiLogLoss, SSIGradientLoss
 from da2k.models.train.pseudo_label import pseudo_label
 from da2k.models.train.stages import dinov2_file, init_model, train_metric
+from PIL import Image
+
+from da2k.cli import main
+from da2k.errors import Da2kError
 from da2k.synthetic import make_benchmark
 
 

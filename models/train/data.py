@@ -22,18 +22,18 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from da2k.models import load_image
+from da2k.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from PIL import Image, ImageEnhance
 
 from da2k.errors import Da2kError
-from da2k.models import load_image
-from da2k.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch.distributed as dist
+from da2k.models import build_model, file_sha256, predict
 from tqdm import tqdm
 
 from da2k.errors import Da2kError
-from da2k.models import build_model, file_sha256, predict
 
 from .data import unlabeled_images
 from .engine import init_distributed

@@ -9,14 +9,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
+from da2k.models import (
+    VARIANTS,
+    Variant,
+    build_architecture,
+    get_variant,
+    read_state_dict,
+)
+from da2k.models.weights import load_strict
 
 from da2k.errors import Da2kError
-from da2k.models import VARIANTS, Variant, build_architecture, get_variant, read_state_dict
-from da2k.models.weights import load_strict
 
 from .data import Augment, TrainSet, parse_data_spec, pseudo_records
 from .engine import TrainConfig, seed_everything, train
@@ -47,7 +53,7 @@ def dinov2_file(encoder: str, path: str | os.PathLike | None = None) -> Path:
         raise Da2kError(f"offline and {name} is not cached: download {DINOV2_URL.format(encoder)} and pass --dinov2-weights PATH")
     try:
         torch.hub.download_url_to_file(DINOV2_URL.format(encoder), str(cached.with_suffix(".part")), progress=False)
-    except Exception as exc:  # any network failure is user-fixable the same way
+    except Exception as exc:  # noqa: BLE001 -- any network failure is user-fixable the same way
         raise Da2kError(
             f"cannot download {name} ({type(exc).__name__}): fetch {DINOV2_URL.format(encoder)} and pass --dinov2-weights PATH"
         ) from None
