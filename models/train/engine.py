@@ -1,8 +1,8 @@
 """The training loop: PyTorch DDP under `torchrun`, gradient accumulation, autocast, exact resume.
 
-    torchrun --nproc_per_node 8 -m da2k.cli train teacher ...        # one node
-    torchrun --nnodes 4 --node_rank $R --rdzv_backend c10d --rdzv_endpoint $HOST:29500 \
-        --nproc_per_node 8 -m da2k.cli train teacher ...              # four nodes
+    torchrun --nproc_per_node 8 --no-python da2k train teacher ...        # one node
+    torchrun --nnodes 4 --nproc_per_node 8 --rdzv_id RUN --rdzv_backend c10d \
+        --rdzv_endpoint $HEAD:29500 --no-python da2k train teacher ...    # four nodes
 
 `RANK`, `LOCAL_RANK` and `WORLD_SIZE` come from the environment torchrun sets (absent: one
 process). Only rank 0 logs (CSV, TensorBoard if installed) and writes files; every rank seeds

@@ -111,7 +111,7 @@ def metric_variant(encoder: str, max_depth: float) -> Variant:
     return dataclasses.replace(base, name=f"metric-{max_depth:g}m-{encoder}", max_depth=float(max_depth))
 
 
-def benchmark_evaluator(bench: str, variant: str, input_size: int, device: str = "cpu") -> Callable[[Path, int], dict]:
+def benchmark_evaluator(bench: str, variant: str, input_size: int, device: str = "auto") -> Callable[[Path, int], dict]:
     """`evaluate(model_file, step)` scoring a checkpoint on a DA-2K-format benchmark through
     `da2k.evaluate` (result JSON + pairs CSV per step under `<model_file dir>/eval/`)."""
     from da2k.benchmark import load_benchmark
@@ -136,7 +136,8 @@ def _run(
     if isinstance(cfg.meta, dict):
         cfg.meta.setdefault("variant", variant)
         cfg.meta.setdefault("images", len(dataset))
-    evaluator = benchmark_evaluator(eval_bench, variant, dataset.aug.size) if eval_bench and int(os.environ.get("RANK", "0")) == 0 else None
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    evaluator = benchmark_evaluator(eval_bench, variant, dataset.aug.size, cfg.device) if eval_bench and main_rank else None
     path = train(model, dataset, loss, cfg, evaluate=evaluator)
     log.info("weights: %s (load with build_model(%r, weights=...))", path, variant)
     return path
