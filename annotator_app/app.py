@@ -11,6 +11,7 @@ import hmac
 import logging
 import random
 import re
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -94,6 +95,15 @@ class _Annotator:
                  claim_ttl: float, users: Optional[dict[str, str]]) -> None:
         self.store, self.roots, self.users = store, roots, users
         self.votes_per_pair, self.gold_rate, self.claim_ttl = votes_per_pair, gold_rate, claim_ttl
+        self._waiting = (0.0, 0)
+
+    def waiting(self) -> int:
+        """Pairs waiting for answers, counted at most every 5 s (a count walks an index)."""
+        at, n = self._waiting
+        if time.monotonic() - at > 5.0:
+            n = ann.waiting_count(self.store)
+            self._waiting = (time.monotonic(), n)
+        return n
 
     # identity -----------------------------------------------------------------------
     def who(self, typed: str, request: Optional[gr.Request]) -> str:
@@ -128,7 +138,7 @@ class _Annotator:
             return {"name": name, "pair": None}, None, None, None, "Images are missing under the images root."
         full, _ = draw_points(image, {"A": shown.a, "B": shown.b})
         text = (f"**{md(name)}** · pair {shown.pair_id} · {md(shown.scenario)} · "
-                f"{ann.waiting_count(self.store)} pairs waiting. {note}")
+                f"{self.waiting()} pairs waiting. {note}")
         state = {"name": name, "pair": shown.pair_id}
         return state, full, crop_around(image, shown.a, "A"), crop_around(image, shown.b, "B"), text
 
@@ -346,12 +356,12 @@ def build_app(
                 state = gr.State({"name": None, "pair": None})
                 with gr.Row():
                     full = gr.Image(label="Image", type="pil", interactive=False, scale=3, elem_id="da2k-full",
-                                    format="png", height=560, buttons=["fullscreen"])
+                                    format="jpeg", height=560, buttons=["fullscreen"])
                     with gr.Column(scale=1):
                         crop_a = gr.Image(label="A (zoom)", type="pil", interactive=False, elem_id="da2k-crop-a",
-                                          format="png", buttons=[])
+                                          format="jpeg", buttons=[])
                         crop_b = gr.Image(label="B (zoom)", type="pil", interactive=False, elem_id="da2k-crop-b",
-                                          format="png", buttons=[])
+                                          format="jpeg", buttons=[])
                 with gr.Row():
                     buttons = {
                         "A": gr.Button("A is closer  [a]", elem_id="da2k-a"),
@@ -364,7 +374,7 @@ def build_app(
                 r_info = gr.Markdown("Pairs whose answers conflict. Load one, then decide or discard.")
                 r_state = gr.State({"pair": None})
                 r_load = gr.Button("Load next conflict", elem_id="da2k-review-load")
-                r_image = gr.Image(label="Conflict", type="pil", interactive=False, format="png")
+                r_image = gr.Image(label="Conflict", type="pil", interactive=False, format="jpeg")
                 r_votes = gr.Dataframe(headers=["annotator", "answer (as A/B here)", "seconds"], interactive=False,
                                        label="Votes")
                 r_note = gr.Textbox(label="Note (kept in the audit trail)", max_length=1000)
@@ -383,7 +393,7 @@ def build_app(
                     p_filter = gr.Textbox(label="Path contains", scale=3)
                     p_find = gr.Button("Find", scale=1)
                 p_choice = gr.Dropdown(label="Image", choices=[], interactive=True)
-                p_image = gr.Image(label="Click two points", type="pil", interactive=False, format="png",
+                p_image = gr.Image(label="Click two points", type="pil", interactive=False, format="jpeg",
                                    elem_id="da2k-pick-image")
                 p_add = gr.Button("Add pair", variant="primary", elem_id="da2k-pick-add")
             with gr.Tab("Stats", id="stats"):

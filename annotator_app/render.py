@@ -7,7 +7,9 @@ decoded with EXIF orientation applied, the frame every point (row, col) refers t
 
 from __future__ import annotations
 
+import collections
 import functools
+import threading
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
@@ -35,7 +37,7 @@ def resolve_image(roots: Sequence[Path], image_root: str, image_path: str) -> Pa
     raise Da2kError(f"image {image_path!r} is not a file under the images root ({', '.join(map(str, roots))})")
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=8)
 def _load(path: Path, mtime_ns: int) -> Image.Image:
     with Image.open(path) as im:
         return ImageOps.exif_transpose(im).convert("RGB")
@@ -57,12 +59,37 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
+_displayed: "collections.OrderedDict[tuple[int, int], tuple[Image.Image, Image.Image, float]]" = collections.OrderedDict()
+_displayed_lock = threading.Lock()
+
+
+def _display(image: Image.Image, longest: int) -> tuple[Image.Image, float]:
+    """The image at display size, cached for the last few images (an image's pairs are
+    usually shown one after another). PIL images are unhashable, so the key is the id of
+    the image, which the entry keeps alive."""
+    key = (id(image), longest)
+    with _displayed_lock:
+        hit = _displayed.get(key)
+        if hit is not None and hit[0] is image:
+            _displayed.move_to_end(key)
+            return hit[1], hit[2]
+    scale = _scale(image, longest)
+    small = image
+    if scale < 1.0:
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        small = image.resize(size, Image.LANCZOS, reducing_gap=2.0)
+    with _displayed_lock:
+        _displayed[key] = (image, small, scale)
+        while len(_displayed) > 8:
+            _displayed.popitem(last=False)
+    return small, scale
+
+
 def draw_points(image: Image.Image, points: dict[str, tuple[int, int]], longest: int = DISPLAY_MAX) -> tuple[Image.Image, float]:
     """The image scaled to `longest` pixels with each labelled (row, col) point marked;
     returns it and the scale factor (display pixels per image pixel)."""
-    scale = _scale(image, longest)
-    shown = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.LANCZOS) \
-        if scale < 1.0 else image.copy()
+    base, scale = _display(image, longest)
+    shown = base.copy()
     draw = ImageDraw.Draw(shown)
     radius = max(6, round(max(shown.size) * 0.012))
     font = _font(max(14, radius * 3))

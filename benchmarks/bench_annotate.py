@@ -1,9 +1,10 @@
 """Latency from an answer to the next pair shown, on an annotation DB with 100,000 pairs.
 
 Storage part (goal p95 < 100 ms), what the app does between a key press and drawing the next
-pair: `answer_pair` (vote, resolution, claim released, one transaction), `next_pair` (expired
-claims dropped, gold quota, a never-seen pair claimed with its A/B order, another transaction)
-and the count of pairs still waiting. The DB is mid-project: 100,000 pairs (5 % gold,
+pair: `answer_pair` (vote, resolution, claim released, one transaction) and `next_pair`
+(expired claims dropped, gold quota, a never-seen pair claimed with its A/B order, another
+transaction). The count of pairs still waiting, which the app refreshes every 5 s, is timed
+on its own. The DB is mid-project: 100,000 pairs (5 % gold,
 imported and settled), 20,000 of them already settled by 10 annotators with 3 answers each.
 Also timed: drawing what the browser gets (full image with A/B, two crops) for a 1024x768
 photo, and, as baselines in the same run, one bare write transaction (the floor) and the
@@ -116,11 +117,16 @@ def main() -> None:
             answer_pair(store, "bench", shown.pair_id, rng.choice(["A", "B", "unsure"]))
             t_answer = time.perf_counter()
             shown = next_pair(store, "bench", gold_rate=0.1, rng=rng)
-            waiting_count(store)  # the app shows how many pairs wait
             storage.append(time.perf_counter() - t)
             answers_only.append(t_answer - t)
         report("answer_pair alone", answers_only, base)
         report("answer -> next pair claimed (storage, goal p95<100)", storage, base)
+        counting = []
+        for _ in range(20):
+            t = time.perf_counter()
+            waiting_count(store)
+            counting.append(time.perf_counter() - t)
+        report("count of waiting pairs (the app: every 5 s)", counting, base)
 
         generic = []
         task = claim_next(store, "generic")
@@ -135,11 +141,12 @@ def main() -> None:
         from da2k.annotator_app.render import crop_around, draw_points
 
         render = []
-        for _ in range(50):
+        for _ in range(30):
+            fresh = photo.copy()  # a new image: nothing cached from the previous pair
             t = time.perf_counter()
-            draw_points(photo, {"A": (100, 200), "B": (600, 900)})
-            crop_around(photo, (100, 200), "A")
-            crop_around(photo, (600, 900), "B")
+            draw_points(fresh, {"A": (100, 200), "B": (600, 900)})
+            crop_around(fresh, (100, 200), "A")
+            crop_around(fresh, (600, 900), "B")
             render.append(time.perf_counter() - t)
         report("drawing full image + 2 crops (1024x768)", render, base)
 

@@ -23,12 +23,14 @@ created on first use (portable SQL only).
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import math
 import random
+import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from sqlalchemy import (
     Boolean,
@@ -87,6 +89,23 @@ GOLD_INDEX = Index("ix_pairs_gold_status", Pair.is_gold, Pair.status)
 """Finds the few gold pairs among 100,000s without scanning (see `_pick`)."""
 
 _ready: "weakref.WeakSet[Store]" = weakref.WeakSet()
+_locks: "weakref.WeakKeyDictionary[Store, threading.Lock]" = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def _writing(store: Store) -> Iterator[Session]:
+    """`store.write()`, with this process's SQLite writers queued on a lock first: SQLite's
+    busy handler retries a locked database after sleeps of up to 100 ms, which a queue of
+    app threads (one per annotator click) would otherwise pay on every collision."""
+    if not store.is_sqlite:
+        with store.write() as s:
+            yield s
+        return
+    with _locks_guard:
+        lock = _locks.setdefault(store, threading.Lock())
+    with lock, store.write() as s:
+        yield s
 
 
 def ensure_schema(store: Store) -> None:
@@ -194,7 +213,7 @@ def next_pair(
     rng = rng or random.SystemRandom()
     for _ in range(5):
         try:
-            with store.write() as s:
+            with _writing(store) as s:
                 s.connection()  # take the write lock first, so `now` is in commit order
                 now = utcnow()
                 expires = now + dt.timedelta(seconds=ttl_seconds)
@@ -269,7 +288,7 @@ def answer_pair(
         raise Da2kError("votes per pair must be at least 1")
     ensure_schema(store)
     try:
-        with store.write() as s:
+        with _writing(store) as s:
             pair = s.get(Pair, pair_id, with_for_update=True)
             pres = s.scalar(select(Presentation).where(
                 Presentation.pair_id == pair_id, Presentation.annotator == annotator))
@@ -311,7 +330,7 @@ def undo_last(store: Store, annotator: str, *, ttl_seconds: float = 600.0) -> Op
     """
     annotator = _check_name(annotator)
     ensure_schema(store)
-    with store.write() as s:
+    with _writing(store) as s:
         vote = s.scalar(select(HumanVote).where(HumanVote.annotator == annotator)
                         .order_by(HumanVote.id.desc()).limit(1))
         if vote is None:
@@ -346,7 +365,7 @@ def undo_last(store: Store, annotator: str, *, ttl_seconds: float = 600.0) -> Op
 
 def release(store: Store, annotator: str) -> None:
     """Give back the pair this annotator holds (it stays seen: they will not get it again)."""
-    with store.write() as s:
+    with _writing(store) as s:
         s.execute(delete(Claim).where(Claim.annotator == _check_name(annotator)))
 
 
@@ -359,7 +378,7 @@ def add_manual_pair(
     if p1 == p2:
         raise Da2kError("pick two different points")
     try:
-        with store.write() as s:
+        with _writing(store) as s:
             image = s.get(Image, image_id)
             if image is None:
                 raise Da2kError(f"no image {image_id} in the store")
