@@ -50,7 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from da2k.errors import Da2kError
+from da2k.errors import Da2kError  # re-exported: the app imports the storage layer only
 from da2k.store.annotation import _resolve, review_pair
 from da2k.store.core import Store
 from da2k.store.ops import log_event
@@ -177,8 +177,8 @@ def _pick(s: Session, annotator: str, gold: bool, statuses: Sequence[str], rng: 
         # Oldest first: with one claim per pair this finishes pairs rather than spreading votes.
         return s.scalar(query.where(Pair.status.in_(statuses), Pair.is_gold.is_(False)))
     # The first gold pair after a random id (wrapping around): annotators do not all meet
-    # the same gold questions in the same order. One status per query, so the (status, id)
-    # index is walked in id order and nothing sorts the whole table.
+    # the same gold questions in the same order. One status per query, so GOLD_INDEX is
+    # walked in id order and nothing sorts or scans the whole table.
     query = query.where(Pair.is_gold == true(), Pair.reference_answer.is_not(None))
     # Two queries: SQLite answers a lone min() or max() from the index, not both at once.
     low, high = s.scalar(select(func.min(Pair.id))), s.scalar(select(func.max(Pair.id)))
