@@ -323,3 +323,21 @@ def test_without_gradio_the_command_says_what_to_install(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["annotate", "--db", str(tmp_path / "a.db")])
     assert result.exit_code == 1
     assert "pip install 'da2k[annotate]'" in result.output and "Traceback" not in result.output
+
+
+def test_the_app_imports_only_the_storage_layer_and_the_cli_not_gradio():
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    app_dir = Path(__file__).resolve().parents[1] / "annotator_app"
+    for path in app_dir.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                if name.startswith("da2k"):
+                    assert name.startswith(("da2k.store", "da2k.annotator_app")), f"{path.name} imports {name}"
+    code = "import sys, da2k.cli; sys.exit('gradio' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
