@@ -20,6 +20,9 @@ from da2k.store.annotation import record_human_vote
 pytest.importorskip("gradio")
 sync_api = pytest.importorskip("playwright.sync_api")
 
+# Gradio's queue calls pandas options that pandas 3 deprecates; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword is deprecated")
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync"]
