@@ -37,6 +37,9 @@ def annotate(db, images_root, host, port, votes_per_pair, gold_rate, claim_ttl, 
         if exc.name and exc.name.split(".")[0] == "gradio":
             raise Da2kError("the annotation app needs gradio: pip install 'da2k[annotate]'") from None
         raise
+    if host not in ("127.0.0.1", "localhost", "::1") and not auth_file:
+        click.echo(f"warning: listening on {host} without --auth: anyone who can reach it can annotate and review",
+                   err=True)
     app = build_app(db, images_root=images_root, votes_per_pair=votes_per_pair, auth=auth_file,
                     gold_rate=gold_rate, claim_ttl=float(claim_ttl))
     app.launch(server_name=host, server_port=port, show_error=False, quiet=False)
