@@ -193,8 +193,10 @@ class _Annotator:
             gr.Warning(str(exc))
         shown = {"point1": "B" if swapped else "A", "point2": "A" if swapped else "B", "unsure": "can't tell"}
         votes = [[v["annotator"], shown[v["answer"]], round(v["seconds"] or 0.0, 1)] for v in item["votes"]]
-        trail = [[str(e["at"])[:19], e["actor"], e["action"], str(e["detail"])] for e in ann.pair_trail(self.store, item["pair_id"])]
-        text = f"Pair {item['pair_id']} · {md(item['scenario'])} · {md(item['image_path'])} · source {md(item['source'])}"
+        trail = [[str(e["at"])[:19], e["actor"], e["action"], str(e["detail"])]
+                 for e in ann.pair_trail(self.store, item["pair_id"])]
+        text = (f"Pair {item['pair_id']} · {md(item['scenario'])} · {md(item['image_path'])} · "
+                f"source {md(item['source'])}")
         return {"pair": item["pair_id"], "swapped": swapped}, full, votes, trail, text
 
     def review_decide(self, shown_decision: str) -> Callable[..., tuple]:
@@ -288,7 +290,7 @@ def _progress_figure(data: dict, statuses: list[str]) -> Figure:
     for status in statuses[:5]:
         values = [data["progress"][n].get(status, 0) for n in names]
         ax.barh(names, values, left=bottom, label=status)
-        bottom = [b + v for b, v in zip(bottom, values)]
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.set_xlabel("pairs")
     ax.set_title("Pairs per scenario and status")
     if names:

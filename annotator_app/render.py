@@ -59,7 +59,7 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-_displayed: "collections.OrderedDict[tuple[int, int], tuple[Image.Image, Image.Image, float]]" = collections.OrderedDict()
+_displayed: collections.OrderedDict[tuple[int, int], tuple[Image.Image, Image.Image, float]] = collections.OrderedDict()
 _displayed_lock = threading.Lock()
 
 
@@ -85,7 +85,9 @@ def _display(image: Image.Image, longest: int) -> tuple[Image.Image, float]:
     return small, scale
 
 
-def draw_points(image: Image.Image, points: dict[str, tuple[int, int]], longest: int = DISPLAY_MAX) -> tuple[Image.Image, float]:
+def draw_points(
+    image: Image.Image, points: dict[str, tuple[int, int]], longest: int = DISPLAY_MAX
+) -> tuple[Image.Image, float]:
     """The image scaled to `longest` pixels with each labelled (row, col) point marked;
     returns it and the scale factor (display pixels per image pixel)."""
     base, scale = _display(image, longest)

@@ -96,7 +96,8 @@ def main() -> None:
         db = Path(tmp) / "bench.db"
         t0 = time.perf_counter()
         build_db(db, args.pairs, args.settled)
-        print(f"DB with {args.pairs:,} pairs built in {time.perf_counter() - t0:.1f} s ({db.stat().st_size / 1e6:.0f} MB)")
+        size_mb = db.stat().st_size / 1e6
+        print(f"DB with {args.pairs:,} pairs built in {time.perf_counter() - t0:.1f} s ({size_mb:.0f} MB)")
         store = Store(db)
         ensure_schema(store)
 

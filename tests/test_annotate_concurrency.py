@@ -58,7 +58,8 @@ def test_many_annotators_settle_200_pairs_without_double_claims_or_lost_answers(
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
     people = [("ann", 0.0), ("bob", 0.0), ("cy", 0.0), ("dee", 0.0), ("eve", 0.15)]
-    procs = [ctx.Process(target=annotate_all, args=(db, name, abandon, i, out)) for i, (name, abandon) in enumerate(people)]
+    procs = [ctx.Process(target=annotate_all, args=(db, name, abandon, i, out))
+             for i, (name, abandon) in enumerate(people)]
     for p in procs:
         p.start()
     results = [out.get(timeout=240) for _ in procs]
@@ -87,7 +88,7 @@ def test_many_annotators_settle_200_pairs_without_double_claims_or_lost_answers(
         by_pair[pair].append((name, shown_at, expires_at))
     for pair, held in by_pair.items():
         assert len({name for name, _, _ in held}) == len(held)  # nobody sees a pair twice
-        for (name, shown_at, expires_at), (_, next_shown, _) in zip(held, held[1:]):
+        for (name, _, expires_at), (_, next_shown, _) in zip(held, held[1:], strict=False):
             released = min(expires_at, answered_at.get((pair, name)) or expires_at)
-            assert next_shown >= released, f"pair {pair} handed out while {name} held it: {held} {answered_at.get((pair, name))}"
+            assert next_shown >= released, f"pair {pair} handed out while {name} held it: {held}"
     assert sum(len(answered) for _, _, answered, _ in results) == N_PAIRS * VOTES

@@ -406,7 +406,8 @@ def review_queue(store: Store, limit: int = 50) -> list[dict[str, Any]]:
     with store.read() as s:
         pairs = list(s.scalars(select(Pair).where(_conflict_filter()).order_by(Pair.id).limit(limit)))
         votes = collections.defaultdict(list)
-        for v in s.scalars(select(HumanVote).where(HumanVote.pair_id.in_([p.id for p in pairs])).order_by(HumanVote.id)):
+        query = select(HumanVote).where(HumanVote.pair_id.in_([p.id for p in pairs])).order_by(HumanVote.id)
+        for v in s.scalars(query):
             votes[v.pair_id].append({"annotator": v.annotator, "answer": v.answer, "swapped": v.swapped,
                                      "seconds": v.seconds})
         return [{"pair_id": p.id, "image_id": p.image_id, "image_root": p.image.root, "image_path": p.image.path,
