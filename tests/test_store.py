@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 
@@ -213,9 +214,12 @@ def test_stats_report_agreement_and_kappa_between_experts(tmp_path):
                     s.add(ExpertVote(pair_id=pair_id, expert_run_id=run, value1=0, value2=0, closer=f"point{a}", margin=1))
         rows = {(r["a"], r["b"]): r for r in store_stats(store)["agreement"]}
         result = CliRunner().invoke(main, ["stats", "--db", str(tmp_path / "k.db")])
+        as_json = CliRunner().invoke(main, ["stats", "--db", str(tmp_path / "k.db"), "--json"])
     assert rows[("a", "b")]["agreement"] == 1.0 and rows[("a", "b")]["kappa"] == pytest.approx(1.0)
     assert rows[("a", "c")]["agreement"] == 0.5 and rows[("a", "c")]["kappa"] == pytest.approx(0.0)
     assert result.exit_code == 0 and "Cohen's kappa" in result.output
+    data = json.loads(as_json.output)
+    assert data["pairs"]["by_status"]["needs_human"] == 4 and len(data["agreement"]) == 3
 
 
 def test_portable_schema_uses_no_sqlite_only_types(tmp_path):
