@@ -189,7 +189,7 @@ def test_concurrent_readers_see_consistent_counts_while_mining(scenes, tmp_path)
     proc = mine_process(scenes.images, tmp_path / "r.db", slow_expert_specs(tmp_path), delay=0.05)
     seen = []
     try:
-        while not (tmp_path / "r.db").exists():
+        while not (tmp_path / "r.db").exists() and proc.poll() is None:
             time.sleep(0.05)
         store = Store(tmp_path / "r.db")
         while proc.poll() is None:
