@@ -308,7 +308,8 @@ class Miner:
         known = self._known()
         seen: set[str] = set()
         start = time.perf_counter()
-        for prep in tqdm(self._prefetch(files, known), total=len(files), desc="mine", unit="img", disable=not self.progress):
+        prepared = tqdm(self._prefetch(files, known), total=len(files), desc="mine", unit="img", disable=not self.progress)
+        for prep in prepared:
             if prep.error is not None:
                 log.warning("skipping %s: %s", prep.file.path, prep.error)
                 report.failed.append((str(prep.file.path), prep.error))
@@ -392,7 +393,8 @@ class Miner:
                     if cast is None or (pair.id, run_id) in votes:
                         continue
                     closer, margin, v1, v2 = cast
-                    s.add(ExpertVote(pair_id=pair.id, expert_run_id=run_id, value1=v1, value2=v2, closer=closer, margin=margin))
+                    s.add(ExpertVote(pair_id=pair.id, expert_run_id=run_id, value1=v1, value2=v2,
+                                     closer=closer, margin=margin))
                     votes[(pair.id, run_id)] = (closer, margin)
                     report.votes_added += 1
             for pair in pending:
@@ -401,7 +403,8 @@ class Miner:
                     continue  # an expert failed here: stays pending for the next run
                 status, consensus = decide(cast, self.min_margin)
                 pair.reference_answer = consensus
-                if status == "auto_agreed" and audit_draw(self.seed, image.sha256, pair.point1, pair.point2) < self.audit_rate:
+                draw = audit_draw(self.seed, image.sha256, pair.point1, pair.point2)
+                if status == "auto_agreed" and draw < self.audit_rate:
                     status, pair.is_gold = "needs_human", True
                 pair.status = status
                 pair.answer = consensus if status == "auto_agreed" else None
@@ -422,7 +425,8 @@ def mine(
     **options: Any,
 ) -> MineReport:
     """Mine `images` (a folder, scanned recursively) into `store`; see `Miner` for options."""
-    files = [f for f in scan_images(Path(images), scenario, progress=options.get("progress", True)) if in_shard(f.rel, shard)]
+    scanned = scan_images(Path(images), scenario, progress=options.get("progress", True))
+    files = [f for f in scanned if in_shard(f.rel, shard)]
     if experts and isinstance(experts[0], str):
         experts = load_experts(store, experts, device=device, precision=precision)
     if device == "auto":

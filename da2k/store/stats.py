@@ -65,9 +65,12 @@ def store_stats(store: Store) -> dict[str, Any]:
         by_source = dict(s.execute(select(Pair.source, func.count()).group_by(Pair.source)).all())
         gold = s.scalar(select(func.count()).select_from(Pair).where(Pair.is_gold)) or 0
         runs = list(s.scalars(select(ExpertRun).order_by(ExpertRun.id)))
-        run_images = dict(s.execute(select(ExpertImage.expert_run_id, func.count()).group_by(ExpertImage.expert_run_id)).all())
-        run_votes = dict(s.execute(select(ExpertVote.expert_run_id, func.count()).group_by(ExpertVote.expert_run_id)).all())
-        run_seconds = dict(s.execute(select(ExpertImage.expert_run_id, func.sum(ExpertImage.seconds)).group_by(ExpertImage.expert_run_id)).all())
+        per_image_run = select(ExpertImage.expert_run_id, func.count(), func.sum(ExpertImage.seconds))
+        run_images, run_seconds = {}, {}
+        for run_id, n, seconds in s.execute(per_image_run.group_by(ExpertImage.expert_run_id)):
+            run_images[run_id], run_seconds[run_id] = n, seconds
+        per_vote_run = select(ExpertVote.expert_run_id, func.count()).group_by(ExpertVote.expert_run_id)
+        run_votes = dict(s.execute(per_vote_run).all())
         human = s.execute(
             select(HumanVote.annotator, HumanVote.answer, Pair.is_gold, Pair.reference_answer, HumanVote.seconds)
             .join(Pair, HumanVote.pair_id == Pair.id)
