@@ -51,6 +51,7 @@ def dinov2_file(encoder: str, path: str | os.PathLike | None = None) -> Path:
         return cached
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("DA2K_OFFLINE") == "1":
         raise Da2kError(f"offline and {name} is not cached: download {DINOV2_URL.format(encoder)} and pass --dinov2-weights PATH")
+    cached.parent.mkdir(parents=True, exist_ok=True)
     try:
         torch.hub.download_url_to_file(DINOV2_URL.format(encoder), str(cached.with_suffix(".part")), progress=False)
     except Exception as exc:  # noqa: BLE001 -- any network failure is user-fixable the same way
