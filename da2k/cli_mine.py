@@ -59,10 +59,13 @@ def mine(images, db, scenario, pairs_per_image, experts, min_margin, audit_rate,
             min_margin=min_margin, audit_rate=audit_rate, seed=seed, points=points, workers=workers,
         )
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items())) or "none"
+    timing = ""
+    if any(report.expert_seconds.values()):
+        timing = f"; {report.outside_experts_share:.0%} of {report.wall_seconds:.1f} s outside the experts"
     click.echo(
         f"{report.files} files: {report.images_new} new images, {report.images_done_before} done before, "
         f"{report.duplicates} duplicates, {len(report.failed)} failed; {report.pairs_added} pairs added; "
-        f"decided: {statuses}; {report.outside_experts_share:.0%} of {report.wall_seconds:.1f} s outside the experts"
+        f"decided: {statuses}{timing}"
     )
     if report.failed:
         for path, reason in report.failed:

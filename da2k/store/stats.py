@@ -25,9 +25,19 @@ def _kappa(a: list[str], b: list[str]) -> Optional[float]:
 
 
 def expert_labels(runs: list[ExpertRun]) -> dict[int, str]:
-    """A readable unique name per expert run: its spec, with `#id` where specs repeat."""
-    counts = collections.Counter(run.spec for run in runs)
-    return {run.id: run.spec if counts[run.spec] == 1 else f"{run.spec}#{run.id}" for run in runs}
+    """A readable unique name per expert run: its spec, where specs repeat with the start of
+    its checkpoint hash (`vit-tiny@3f2a1c0d`), else its row id (`vits#2`)."""
+    specs = collections.Counter(run.spec for run in runs)
+    tagged = collections.Counter((run.spec, run.checkpoint_sha256[:8]) for run in runs)
+    labels = {}
+    for run in runs:
+        if specs[run.spec] == 1:
+            labels[run.id] = run.spec
+        elif run.checkpoint_sha256 and tagged[(run.spec, run.checkpoint_sha256[:8])] == 1:
+            labels[run.id] = f"{run.spec}@{run.checkpoint_sha256[:8]}"
+        else:
+            labels[run.id] = f"{run.spec}#{run.id}"
+    return labels
 
 
 def agreement(store: Store) -> list[dict[str, Any]]:
