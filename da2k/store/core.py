@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
 
 from da2k.errors import Da2kError
@@ -98,8 +98,9 @@ class Store:
                         conn.execute(SchemaVersion.__table__.insert().values(id=1, version=SCHEMA_VERSION))
                         row = SCHEMA_VERSION
                 break
-            except OperationalError:
-                # Two processes creating one fresh database (PostgreSQL has no BEGIN IMMEDIATE).
+            except DBAPIError:
+                # Two processes creating one fresh database at once: PostgreSQL has no BEGIN
+                # IMMEDIATE, so one CREATE TABLE loses; the next attempt finds the tables.
                 if attempt == 4:
                     raise
                 time.sleep(0.2 * (attempt + 1))
