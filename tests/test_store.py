@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -31,6 +34,8 @@ from da2k.store.annotation import claim_next, record_human_vote, release_claim, 
 from da2k.store.ops import expert_run_id
 from da2k.store.stats import store_stats
 from mining_helpers import make_scenes
+
+POSTGRES_URL = os.environ.get("DA2K_TEST_POSTGRES_URL")
 
 
 def add_image(store: Store, sha: str = "a" * 64, n_pairs: int = 1, status: str = "needs_human", **pair) -> list[int]:
@@ -234,3 +239,27 @@ def test_portable_schema_uses_no_sqlite_only_types(tmp_path):
     with Store(tmp_path / "p.db") as store, store.engine.connect() as conn:
         names = {row[0] for row in conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))}
     assert {"images", "pairs", "expert_runs", "expert_votes", "human_votes", "claims", "audit_events"} <= names
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs a PostgreSQL server: set DA2K_TEST_POSTGRES_URL=postgresql+psycopg://...")
+def test_postgresql_takes_two_shards_mining_into_one_fresh_database(tmp_path):
+    with Store(POSTGRES_URL) as store, store.engine.begin() as conn:
+        # A fresh database: both shards race to create the tables.
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    scenes = make_scenes(tmp_path / "s", n_images=6)
+    specs = scenes.specs("gt", "noisy", "flipped")
+    command = [sys.executable, "-c", "from da2k.cli import main; main()", "mine", "--images", str(scenes.images),
+               "--db", POSTGRES_URL, "--points", "felzenszwalb", "--pairs-per-image", "3"]
+    command += sum((["--expert", spec] for spec in specs), [])
+    shards = [subprocess.Popen(command + ["--shard", f"{i}/2"], stderr=subprocess.PIPE) for i in range(2)]
+    assert [p.wait(timeout=300) for p in shards] == [0, 0], [p.stderr.read().decode()[-500:] for p in shards]
+    with Store(tmp_path / "single.db") as single, Store(POSTGRES_URL) as shared:
+        mine(single, scenes.images, specs, pairs_per_image=3, points="felzenszwalb", progress=False)
+        a, b = store_stats(single), store_stats(shared)
+        for key in ("images", "pairs", "agreement"):
+            assert a[key] == b[key]
+        task = claim_next(shared, "alice")
+        for name in "abc":
+            status = record_human_vote(shared, task.pair_id, name, "point1")
+        assert status == "resolved"
