@@ -92,13 +92,29 @@ class LayerScale(nn.Module):
         return x * self.gamma
 
 
+def _folded(out: nn.Linear, scale: LayerScale) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gamma * W, gamma * b); cached while no gradient is needed and the parameters are unchanged."""
+    if torch.is_grad_enabled():
+        return out.weight * scale.gamma[:, None], out.bias * scale.gamma
+    params = (out.weight, out.bias, scale.gamma)
+    try:
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+    except RuntimeError:  # parameters created under inference_mode have no version counter
+        return out.weight * scale.gamma[:, None], out.bias * scale.gamma
+    cached = getattr(out, "_da2k_folded", None)
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            cached = (key, out.weight * scale.gamma[:, None], out.bias * scale.gamma)
+        out._da2k_folded = cached
+    return cached[1], cached[2]
+
+
 def scaled_residual(x: torch.Tensor, h: torch.Tensor, out: nn.Linear, scale: LayerScale) -> torch.Tensor:
-    """x + gamma * out(h) as one GEMM accumulating into the residual: folding gamma into the
-    (small) weight saves three passes over the (large) activations: bias copy, scale, add."""
-    weight = out.weight * scale.gamma[:, None]
-    bias = out.bias * scale.gamma
-    flat = torch.addmm((x + bias).reshape(-1, x.shape[-1]), h.reshape(-1, h.shape[-1]), weight.t())
-    return flat.view(x.shape)
+    """x + gamma * out(h) as one GEMM accumulating in place into (x + gamma * bias): folding gamma
+    into the small weight saves passes over the large activations (bias copy, scale, add)."""
+    weight, bias = _folded(out, scale)
+    acc = (x + bias).reshape(-1, x.shape[-1])
+    return acc.addmm_(h.reshape(-1, h.shape[-1]), weight.t()).view(x.shape)
 
 
 class Block(nn.Module):
