@@ -4,8 +4,9 @@ Per image, in one database transaction: the image row (deduplicated by content s
 candidate pairs (`da2k.points`, seeded by the image content), every expert's vote on every
 pair, and the status of each pair once all experts voted. A run killed mid-way therefore
 loses at most the image in flight, and a re-run skips finished images, proposes nothing
-twice and runs each expert once per image. Decoding and point proposal for the next images
-happen in worker threads while the experts run on the current one.
+twice and runs each expert once per image. Decoding, point proposal and each expert's
+preprocessing (`Predictor.prepare`) for the next images happen in worker threads while the
+experts' forward passes run on the current one.
 
 Pair status (the rule of the DA-2K paper, Section 6.2): `auto_agreed` iff all experts name
 the same closer point and every expert's margin is >= `min_margin`; else `needs_human`.
