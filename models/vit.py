@@ -114,7 +114,10 @@ def scaled_residual(x: torch.Tensor, h: torch.Tensor, out: nn.Linear, scale: Lay
     into the small weight saves passes over the large activations (bias copy, scale, add)."""
     weight, bias = _folded(out, scale)
     acc = (x + bias).reshape(-1, x.shape[-1])
-    return acc.addmm_(h.reshape(-1, h.shape[-1]), weight.t()).view(x.shape)
+    h = h.reshape(-1, h.shape[-1])
+    if torch.is_autocast_enabled(x.device.type):  # in-place ops are not autocast: let addmm cast
+        return torch.addmm(acc, h, weight.t()).view(x.shape)
+    return acc.addmm_(h, weight.t()).view(x.shape)
 
 
 class Block(nn.Module):
