@@ -5,13 +5,17 @@ transformers key names here) and the same demo01.jpg-sized input (1, 3, 518, 784
 is `DepthAnythingForDepthEstimation` with eager attention in fp32, measured in the same run.
 
     python benchmarks/bench_inference.py --models vits vitl --repeats 3
+    python benchmarks/bench_inference.py --models vits --official ~/src/Depth-Anything-V2  # + official code
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+import types
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -106,6 +110,25 @@ def transformers_model(ours: torch.nn.Module):
     return model
 
 
+def official_model(ours: torch.nn.Module, checkout: Path) -> torch.nn.Module:
+    """The official `DepthAnythingV2` from a local checkout of DepthAnything/Depth-Anything-V2
+    (nothing of it is copied here), with the same weights. Its `dpt.py` imports OpenCV and
+    torchvision for preprocessing only; empty stand-ins let the network import without them."""
+    class StandIn(types.ModuleType):
+        def __getattr__(self, attr: str) -> None:  # cv2.INTER_CUBIC, transforms.Compose, ...
+            return None
+
+    for name in ("cv2", "torchvision", "torchvision.transforms"):
+        sys.modules.setdefault(name, StandIn(name))
+    sys.path.insert(0, str(checkout))
+    from depth_anything_v2.dpt import DepthAnythingV2
+
+    v = ours.variant
+    model = DepthAnythingV2(encoder=v.encoder_name, features=v.features, out_channels=list(v.out_channels)).eval()
+    model.load_state_dict(ours.state_dict(), strict=True)
+    return model
+
+
 def interleaved_seconds(fns: dict, x: torch.Tensor, repeats: int) -> tuple[dict, dict]:
     """Median seconds per call for each fn, timed round-robin so that load from other processes
     hits every contender alike; also returns each fn's output."""
@@ -135,6 +158,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["vits", "vitl"])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 autocast run")
+    parser.add_argument(
+        "--official", type=Path, help="a checkout of DepthAnything/Depth-Anything-V2: time its network too"
+    )
     args = parser.parse_args()
 
     flags = cpu_flags()
@@ -156,10 +182,19 @@ def main() -> None:
             f"max |diff| {((a - b).abs().max() / b.abs().max()).item():.1e}"
         )
         contenders = {"transformers": lambda t: theirs(pixel_values=t).predicted_depth, "ours": ours}
+        if args.official:
+            contenders["official"] = official_model(ours, args.official)
         if not args.no_bf16:
             contenders["ours-bf16"] = bf16(ours)
         secs, outs = interleaved_seconds(contenders, x, args.repeats)
         ref = outs["transformers"]
+        if args.official:
+            off = outs["official"]
+            print(
+                f"{name}: ours vs official at 518x784: max |diff| "
+                f"{((outs['ours'] - off).abs().max() / off.abs().max()).item():.1e}; "
+                f"ours fp32 is {secs['official'] / secs['ours']:.2f}x faster than the official code"
+            )
         for key in contenders:
             diff = (outs[key] - ref).abs().max().item() / ref.abs().max().item()
             print(
