@@ -15,8 +15,6 @@ import os
 import platform
 import re
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -26,6 +24,7 @@ import numpy as np
 from da2k import __version__
 from da2k.benchmark import SCENARIOS, Benchmark, Pair, Report, scenario_of, validate
 from da2k.errors import Da2kError
+from da2k.models.prefetch import prefetch
 from da2k.predictors import Prediction, Predictor
 from da2k.results import SCHEMA, PairRow, atomic_write_text, write_pairs_csv, write_result
 from da2k.scoring import order_scenarios, overall, pair_correct, sample_bilinear, score_by_scenario, to_disparity
@@ -160,24 +159,14 @@ def run_predictions(
 ) -> Iterator[tuple[str, Prediction, float]]:
     """Yield (key, prediction, forward seconds) in order; `predictor.prepare` (decode, resize)
     runs in `workers` threads up to `2 * workers` images ahead of `predictor.forward`."""
-    source = iter(keys)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        pending: deque = deque()
+    def prepare(key: str):
+        return predictor.prepare(key, lambda: bench.load_image(key))
 
-        def submit_next() -> None:
-            for key in source:
-                pending.append((key, pool.submit(predictor.prepare, key, lambda k=key: bench.load_image(k))))
-                return
-
-        for _ in range(2 * max(1, workers)):
-            submit_next()
-        while pending:
-            key, future = pending.popleft()
-            submit_next()
-            prepared = future.result()
-            start = time.perf_counter()
-            prediction = predictor.forward(prepared)
-            yield key, prediction, time.perf_counter() - start
+    for key, future in prefetch(keys, prepare, workers):
+        prepared = future.result()
+        start = time.perf_counter()
+        prediction = predictor.forward(prepared)
+        yield key, prediction, time.perf_counter() - start
 
 
 def evaluate(

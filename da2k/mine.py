@@ -21,7 +21,6 @@ import io
 import logging
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence
@@ -32,6 +31,7 @@ from sqlalchemy import select
 from tqdm.auto import tqdm
 
 from da2k.errors import Da2kError
+from da2k.models.prefetch import prefetch
 from da2k.points import Proposal, Segmenter, image_rng, make_segmenter, propose_pairs
 from da2k.store import ExpertImage, ExpertVote, Image, Pair, Store
 from da2k.store.ops import audit_draw, decide, expert_run_id, image_by_sha, log_event
@@ -285,14 +285,8 @@ class Miner:
         return prep
 
     def _prefetch(self, files: Sequence[ImageFile], known: dict[str, _Known]) -> Iterator[_Prepared]:
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="da2k-mine") as pool:
-            queue: collections.deque[Future] = collections.deque()
-            for file in files:
-                queue.append(pool.submit(self._prepare, file, known))
-                if len(queue) > 2 * self.workers:
-                    yield queue.popleft().result()
-            while queue:
-                yield queue.popleft().result()
+        for _, future in prefetch(files, lambda file: self._prepare(file, known), self.workers):
+            yield future.result()
 
     def _pending_points(self, sha256: str) -> list[PairKey]:
         with self.store.read() as s:

@@ -4,8 +4,6 @@ prefetching `predict` for many images (decode/resize of the next images overlaps
 from __future__ import annotations
 
 import logging
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
@@ -15,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ModelError
+from .prefetch import prefetch
 from .transforms import ImageSource, load_image, to_network_input
 
 logger = logging.getLogger(__name__)
@@ -149,23 +148,10 @@ def predict(
     model.to(dev)
     dtype = autocast_dtype(precision, dev)
     align = model.variant.align_corners
-    source = iter(images)
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        pending: deque = deque()
-
-        def submit_next() -> None:
-            for src in source:
-                pending.append((src, pool.submit(_prepare, model, src, input_size)))
-                return
-
-        for _ in range(2 * max(1, workers)):
-            submit_next()
-        while pending:
-            src, future = pending.popleft()
-            submit_next()
-            try:
-                x, size = future.result()
-            except ModelError as exc:
-                yield src, exc
-                continue
-            yield src, LowRes(forward(model, x, dtype)[0].cpu(), size, align)
+    for src, future in prefetch(images, lambda src: _prepare(model, src, input_size), workers):
+        try:
+            x, size = future.result()
+        except ModelError as exc:
+            yield src, exc
+            continue
+        yield src, LowRes(forward(model, x, dtype)[0].cpu(), size, align)

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from da2k.benchmark import load_benchmark
@@ -65,16 +64,6 @@ def test_precomputed_ground_truth_end_to_end(synth, tmp_path):
     assert len(rows) == 24 and rows[0].keys() == {
         "image", "pair_index", "scenario", "value_closer", "value_other", "correct"}
     assert all(float(row["value_closer"]) > float(row["value_other"]) and row["correct"] == "1" for row in rows)
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    from da2k.models import build_model
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "vit_tiny.pth"
-    torch.save(build_model("vit-tiny").state_dict(), path)
-    return path
 
 
 def test_our_model_end_to_end_matches_the_full_resolution_map(synth, tmp_path, tiny_weights):

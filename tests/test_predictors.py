@@ -125,16 +125,6 @@ def test_unknown_prefix_and_unknown_model_are_clear_errors():
 # ---- ours -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    from da2k.models import build_model
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "vit_tiny.pth"
-    torch.save(build_model("vit-tiny").state_dict(), path)
-    return path
-
-
 def test_our_model_samples_the_network_output_like_the_full_resolution_map(tiny_weights, image):
     from da2k.models import build_model, infer
 
