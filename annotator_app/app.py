@@ -18,11 +18,10 @@ from typing import Any, Callable, Optional
 import gradio as gr
 from matplotlib.figure import Figure
 
+from da2k.annotator_app.render import crop_around, draw_points, load_image, resolve_image
 from da2k.store import Store
 from da2k.store import annotate as ann
 from da2k.store.annotate import Da2kError
-
-from da2k.annotator_app.render import crop_around, draw_points, load_image, resolve_image
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +47,10 @@ KEYS_JS = """
 
 BLUR_JS = "() => { if (document.activeElement) document.activeElement.blur(); }"
 
-HELP = ("Which point is closer to the camera? Keys: **a** = A is closer, **b** = B is closer, "
-        "**s** = can't tell, **u** = undo your last answer.")
+HELP = (
+    "Which point is closer to the camera? Keys: **a** = A is closer, **b** = B is closer, "
+    "**s** = can't tell, **u** = undo your last answer."
+)
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&])")
 
 
@@ -91,8 +92,15 @@ class AnnotatorBlocks(gr.Blocks):
 class _Annotator:
     """The handlers, bound to one store and one configuration."""
 
-    def __init__(self, store: Store, roots: list[Path], votes_per_pair: int, gold_rate: float,
-                 claim_ttl: float, users: Optional[dict[str, str]]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        roots: list[Path],
+        votes_per_pair: int,
+        gold_rate: float,
+        claim_ttl: float,
+        users: Optional[dict[str, str]],
+    ) -> None:
         self.store, self.roots, self.users = store, roots, users
         self.votes_per_pair, self.gold_rate, self.claim_ttl = votes_per_pair, gold_rate, claim_ttl
         self._waiting = (0.0, 0)
@@ -137,8 +145,7 @@ class _Annotator:
         else:
             return {"name": name, "pair": None}, None, None, None, "Images are missing under the images root."
         full, _ = draw_points(image, {"A": shown.a, "B": shown.b})
-        text = (f"**{md(name)}** · pair {shown.pair_id} · {md(shown.scenario)} · "
-                f"{self.waiting()} pairs waiting. {note}")
+        text = f"**{md(name)}** · pair {shown.pair_id} · {md(shown.scenario)} · {self.waiting()} pairs waiting. {note}"
         state = {"name": name, "pair": shown.pair_id}
         return state, full, crop_around(image, shown.a, "A"), crop_around(image, shown.b, "B"), text
 
@@ -193,10 +200,13 @@ class _Annotator:
             gr.Warning(str(exc))
         shown = {"point1": "B" if swapped else "A", "point2": "A" if swapped else "B", "unsure": "can't tell"}
         votes = [[v["annotator"], shown[v["answer"]], round(v["seconds"] or 0.0, 1)] for v in item["votes"]]
-        trail = [[str(e["at"])[:19], e["actor"], e["action"], str(e["detail"])]
-                 for e in ann.pair_trail(self.store, item["pair_id"])]
-        text = (f"Pair {item['pair_id']} · {md(item['scenario'])} · {md(item['image_path'])} · "
-                f"source {md(item['source'])}")
+        trail = [
+            [str(e["at"])[:19], e["actor"], e["action"], str(e["detail"])]
+            for e in ann.pair_trail(self.store, item["pair_id"])
+        ]
+        text = (
+            f"Pair {item['pair_id']} · {md(item['scenario'])} · {md(item['image_path'])} · source {md(item['source'])}"
+        )
         return {"pair": item["pair_id"], "swapped": swapped}, full, votes, trail, text
 
     def review_decide(self, shown_decision: str) -> Callable[..., tuple]:
@@ -236,8 +246,14 @@ class _Annotator:
         im = ann.image_info(self.store, int(image_id)) if image_id else None
         if im is None:
             return {}, None, "Choose an image."
-        state = {"image": im["id"], "root": im["root"], "path": im["path"], "height": im["height"],
-                 "width": im["width"], "points": []}
+        state = {
+            "image": im["id"],
+            "root": im["root"],
+            "path": im["path"],
+            "height": im["height"],
+            "width": im["width"],
+            "points": [],
+        }
         try:
             return self._pick_view(state)
         except Da2kError as exc:
@@ -269,16 +285,27 @@ class _Annotator:
         data = ann.annotation_stats(self.store)
         statuses = ["pending", "auto_agreed", "needs_human", "resolved", "discarded", "in_review"]
         progress = [[scenario] + [row.get(k, 0) for k in statuses] for scenario, row in data["progress"].items()]
-        people = [[name, e["answers"], e["unsure"],
-                   None if e["answers_per_hour"] is None else round(e["answers_per_hour"], 1),
-                   e["gold"], None if e["gold_accuracy"] is None else round(e["gold_accuracy"], 3)]
-                  for name, e in data["annotators"].items()]
-        cohen = [[r["a"], r["b"], r["pairs"], None if r["kappa"] is None else round(r["kappa"], 3)]
-                 for r in data["cohen_kappa"]]
+        people = [
+            [
+                name,
+                e["answers"],
+                e["unsure"],
+                None if e["answers_per_hour"] is None else round(e["answers_per_hour"], 1),
+                e["gold"],
+                None if e["gold_accuracy"] is None else round(e["gold_accuracy"], 3),
+            ]
+            for name, e in data["annotators"].items()
+        ]
+        cohen = [
+            [r["a"], r["b"], r["pairs"], None if r["kappa"] is None else round(r["kappa"], 3)]
+            for r in data["cohen_kappa"]
+        ]
         fleiss = data["fleiss_kappa"]
-        text = ("Fleiss' kappa over pairs with the same number of answers: "
-                + ("undefined (too few answers, or all alike)" if fleiss is None else f"**{fleiss:.3f}**")
-                + ". `in_review`: conflicting answers waiting for a reviewer (counted in `discarded` too).")
+        text = (
+            "Fleiss' kappa over pairs with the same number of answers: "
+            + ("undefined (too few answers, or all alike)" if fleiss is None else f"**{fleiss:.3f}**")
+            + ". `in_review`: conflicting answers waiting for a reviewer (counted in `discarded` too)."
+        )
         return progress, people, cohen, text, _progress_figure(data, statuses), _hourly_figure(data)
 
 
@@ -348,8 +375,14 @@ def build_app(
     with AnnotatorBlocks(title="da2k annotate", analytics_enabled=False, delete_cache=(600, 3600)) as app:
         gr.Markdown("## da2k: which point is closer?")
         with gr.Row():
-            name = gr.Textbox(label="Your name", placeholder="annotator name", max_length=128, scale=3,
-                              visible=users is None, elem_id="da2k-name")
+            name = gr.Textbox(
+                label="Your name",
+                placeholder="annotator name",
+                max_length=128,
+                scale=3,
+                visible=users is None,
+                elem_id="da2k-name",
+            )
             start = gr.Button("Start", variant="primary", scale=1, visible=users is None, elem_id="da2k-start")
         remembered = gr.BrowserState("", storage_key="da2k-annotator")
         with gr.Tabs():
@@ -357,13 +390,33 @@ def build_app(
                 info = gr.Markdown(HELP, elem_id="da2k-info")
                 state = gr.State({"name": None, "pair": None})
                 with gr.Row():
-                    full = gr.Image(label="Image", type="pil", interactive=False, scale=3, elem_id="da2k-full",
-                                    format="jpeg", height=560, buttons=["fullscreen"])
+                    full = gr.Image(
+                        label="Image",
+                        type="pil",
+                        interactive=False,
+                        scale=3,
+                        elem_id="da2k-full",
+                        format="jpeg",
+                        height=560,
+                        buttons=["fullscreen"],
+                    )
                     with gr.Column(scale=1):
-                        crop_a = gr.Image(label="A (zoom)", type="pil", interactive=False, elem_id="da2k-crop-a",
-                                          format="jpeg", buttons=[])
-                        crop_b = gr.Image(label="B (zoom)", type="pil", interactive=False, elem_id="da2k-crop-b",
-                                          format="jpeg", buttons=[])
+                        crop_a = gr.Image(
+                            label="A (zoom)",
+                            type="pil",
+                            interactive=False,
+                            elem_id="da2k-crop-a",
+                            format="jpeg",
+                            buttons=[],
+                        )
+                        crop_b = gr.Image(
+                            label="B (zoom)",
+                            type="pil",
+                            interactive=False,
+                            elem_id="da2k-crop-b",
+                            format="jpeg",
+                            buttons=[],
+                        )
                 with gr.Row():
                     buttons = {
                         "A": gr.Button("A is closer  [a]", elem_id="da2k-a"),
@@ -377,8 +430,9 @@ def build_app(
                 r_state = gr.State({"pair": None})
                 r_load = gr.Button("Load next conflict", elem_id="da2k-review-load")
                 r_image = gr.Image(label="Conflict", type="pil", interactive=False, format="jpeg")
-                r_votes = gr.Dataframe(headers=["annotator", "answer (as A/B here)", "seconds"], interactive=False,
-                                       label="Votes")
+                r_votes = gr.Dataframe(
+                    headers=["annotator", "answer (as A/B here)", "seconds"], interactive=False, label="Votes"
+                )
                 r_note = gr.Textbox(label="Note (kept in the audit trail)", max_length=1000)
                 with gr.Row():
                     r_buttons = {
@@ -386,8 +440,9 @@ def build_app(
                         "B": gr.Button("B is closer", elem_id="da2k-review-b"),
                         "discard": gr.Button("Discard", variant="stop", elem_id="da2k-review-discard"),
                     }
-                r_trail = gr.Dataframe(headers=["at (UTC)", "actor", "action", "detail"], interactive=False,
-                                       label="Audit trail", wrap=True)
+                r_trail = gr.Dataframe(
+                    headers=["at (UTC)", "actor", "action", "detail"], interactive=False, label="Audit trail", wrap=True
+                )
             with gr.Tab("Pick", id="pick"):
                 p_info = gr.Markdown("Find an image, click two points on it, then add the pair.")
                 p_state = gr.State({})
@@ -395,18 +450,28 @@ def build_app(
                     p_filter = gr.Textbox(label="Path contains", scale=3)
                     p_find = gr.Button("Find", scale=1)
                 p_choice = gr.Dropdown(label="Image", choices=[], interactive=True)
-                p_image = gr.Image(label="Click two points", type="pil", interactive=False, format="jpeg",
-                                   elem_id="da2k-pick-image")
+                p_image = gr.Image(
+                    label="Click two points", type="pil", interactive=False, format="jpeg", elem_id="da2k-pick-image"
+                )
                 p_add = gr.Button("Add pair", variant="primary", elem_id="da2k-pick-add")
             with gr.Tab("Stats", id="stats"):
                 s_refresh = gr.Button("Refresh", elem_id="da2k-stats-refresh")
                 s_text = gr.Markdown()
-                s_progress = gr.Dataframe(headers=["scenario", "pending", "auto_agreed", "needs_human", "resolved",
-                                                   "discarded", "in_review"], interactive=False, label="Progress")
-                s_people = gr.Dataframe(headers=["annotator", "answers", "can't tell", "answers/hour", "gold answers",
-                                                 "gold accuracy"], interactive=False, label="Annotators")
-                s_cohen = gr.Dataframe(headers=["annotator", "annotator", "shared pairs", "Cohen's kappa"],
-                                       interactive=False, label="Agreement between annotators")
+                s_progress = gr.Dataframe(
+                    headers=["scenario", "pending", "auto_agreed", "needs_human", "resolved", "discarded", "in_review"],
+                    interactive=False,
+                    label="Progress",
+                )
+                s_people = gr.Dataframe(
+                    headers=["annotator", "answers", "can't tell", "answers/hour", "gold answers", "gold accuracy"],
+                    interactive=False,
+                    label="Annotators",
+                )
+                s_cohen = gr.Dataframe(
+                    headers=["annotator", "annotator", "shared pairs", "Cohen's kappa"],
+                    interactive=False,
+                    label="Agreement between annotators",
+                )
                 s_plot1 = gr.Plot(label="Progress")
                 s_plot2 = gr.Plot(label="Answers per hour")
 
@@ -440,7 +505,8 @@ def build_app(
         s_refresh.click(h.stats, None, [s_progress, s_people, s_cohen, s_text, s_plot1, s_plot2], **private)
 
     if users is not None:
-        app.da2k_auth = lambda user, password: user in users and hmac.compare_digest(
-            users[user].encode(), password.encode())
+        app.da2k_auth = lambda user, password: (
+            user in users and hmac.compare_digest(users[user].encode(), password.encode())
+        )
     app.queue(default_concurrency_limit=8)
     return app

@@ -120,8 +120,12 @@ def crop_around(image: Image.Image, point: tuple[int, int], label: str, size: in
     draw = ImageDraw.Draw(crop)
     colour = COLOURS.get(label, (255, 0, 0))
     gap, arm = 6, 18
-    for a, b in (((x - gap - arm, y), (x - gap, y)), ((x + gap, y), (x + gap + arm, y)),
-                 ((x, y - gap - arm), (x, y - gap)), ((x, y + gap), (x, y + gap + arm))):
+    for a, b in (
+        ((x - gap - arm, y), (x - gap, y)),
+        ((x + gap, y), (x + gap + arm, y)),
+        ((x, y - gap - arm), (x, y - gap)),
+        ((x, y + gap), (x, y + gap + arm)),
+    ):
         draw.line((a, b), fill=(0, 0, 0), width=5)
         draw.line((a, b), fill=colour, width=3)
     draw.text((8, size - 30), label, fill=colour, font=_font(22), stroke_width=3, stroke_fill=(0, 0, 0))

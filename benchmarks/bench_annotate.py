@@ -41,21 +41,44 @@ def build_db(path: Path, n_pairs: int, settled: int, per_image: int = 10) -> Non
     n_images = n_pairs // per_image
     now = dt.datetime(2026, 1, 1)
     with store.write() as s:
-        s.execute(insert(Image), [
-            {"id": i + 1, "sha256": hashlib.sha256(str(i).encode()).hexdigest(), "root": "/photos",
-             "path": f"images/indoor/{i:06d}.jpg", "scenario": ("indoor", "outdoor", "aerial")[i % 3],
-             "width": 1024, "height": 768, "source": "mined", "created_at": now}
-            for i in range(n_images)])
+        s.execute(
+            insert(Image),
+            [
+                {
+                    "id": i + 1,
+                    "sha256": hashlib.sha256(str(i).encode()).hexdigest(),
+                    "root": "/photos",
+                    "path": f"images/indoor/{i:06d}.jpg",
+                    "scenario": ("indoor", "outdoor", "aerial")[i % 3],
+                    "width": 1024,
+                    "height": 768,
+                    "source": "mined",
+                    "created_at": now,
+                }
+                for i in range(n_images)
+            ],
+        )
         pairs = []
         for k in range(n_pairs):
             gold = k % 20 == 19
             done = k < settled and not gold
-            pairs.append({"id": k + 1, "image_id": k // per_image + 1, "p1_row": rng.randrange(768),
-                          "p1_col": rng.randrange(1024), "p2_row": rng.randrange(768), "p2_col": rng.randrange(1024),
-                          "source": "imported" if gold else "mined",
-                          "status": "resolved" if gold or done else "needs_human", "is_gold": gold,
-                          "reference_answer": "point1" if gold else None,
-                          "answer": "point1" if gold or done else None, "created_at": now, "updated_at": now})
+            pairs.append(
+                {
+                    "id": k + 1,
+                    "image_id": k // per_image + 1,
+                    "p1_row": rng.randrange(768),
+                    "p1_col": rng.randrange(1024),
+                    "p2_row": rng.randrange(768),
+                    "p2_col": rng.randrange(1024),
+                    "source": "imported" if gold else "mined",
+                    "status": "resolved" if gold or done else "needs_human",
+                    "is_gold": gold,
+                    "reference_answer": "point1" if gold else None,
+                    "answer": "point1" if gold or done else None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
         s.execute(insert(Pair), pairs)
         votes, shown, events = [], [], []
         for k in range(settled):
@@ -63,10 +86,27 @@ def build_db(path: Path, n_pairs: int, settled: int, per_image: int = 10) -> Non
                 continue
             for j in range(3):
                 name = f"ann{(k + j) % 10}"
-                votes.append({"pair_id": k + 1, "annotator": name, "answer": "point1", "swapped": bool(j % 2),
-                              "seconds": 3.0, "created_at": now})
-                shown.append({"pair_id": k + 1, "annotator": name, "swapped": bool(j % 2), "gold": False,
-                              "counted": True, "shown_at": now, "answered_at": now})
+                votes.append(
+                    {
+                        "pair_id": k + 1,
+                        "annotator": name,
+                        "answer": "point1",
+                        "swapped": bool(j % 2),
+                        "seconds": 3.0,
+                        "created_at": now,
+                    }
+                )
+                shown.append(
+                    {
+                        "pair_id": k + 1,
+                        "annotator": name,
+                        "swapped": bool(j % 2),
+                        "gold": False,
+                        "counted": True,
+                        "shown_at": now,
+                        "answered_at": now,
+                    }
+                )
                 events.append({"at": now, "actor": name, "action": "human_vote", "pair_id": k + 1, "detail": {}})
         s.execute(insert(HumanVote), votes)
         s.execute(insert(Presentation), shown)

@@ -50,8 +50,11 @@ def build_bench(root: Path, n_images: int, seed: int = 0) -> Path:
             source.save(root / key, quality=95)
         h, w = source.height, source.width
         annotations[key] = [
-            {"point1": [int(rng.integers(h)), int(rng.integers(w))],
-             "point2": [int(rng.integers(h)), int(rng.integers(w))], "closer_point": "point1"}
+            {
+                "point1": [int(rng.integers(h)), int(rng.integers(w))],
+                "point2": [int(rng.integers(h)), int(rng.integers(w))],
+                "closer_point": "point1",
+            }
             for _ in range(2)
         ]
     (root / "annotations.json").write_text(json.dumps(annotations))
@@ -77,8 +80,12 @@ def main() -> None:
             weights = tmp / f"{args.model}.pth"
             torch.save(model.state_dict(), weights)
         bench = load_benchmark(build_bench(tmp / "bench", args.images))
-        predictor = make_predictor(args.model, PredictorOptions(
-            weights=str(weights), input_size=args.input_size, device=args.device, precision=args.precision))
+        predictor = make_predictor(
+            args.model,
+            PredictorOptions(
+                weights=str(weights), input_size=args.input_size, device=args.device, precision=args.precision
+            ),
+        )
         variant = predictor.variant
 
         t = time.perf_counter()
@@ -96,8 +103,10 @@ def main() -> None:
             pred = predictor.forward(x)
             t3 = time.perf_counter()
             pairs = bench.pairs(key)
-            values = to_disparity(sample_bilinear(pred.values, pair_points(pairs), report.sizes[key], pred.align_corners), pred.kind)
-            pair_correct(values[: len(pairs)], values[len(pairs):])
+            values = to_disparity(
+                sample_bilinear(pred.values, pair_points(pairs), report.sizes[key], pred.align_corners), pred.kind
+            )
+            pair_correct(values[: len(pairs)], values[len(pairs) :])
             t4 = time.perf_counter()
             for name, seconds in zip(split, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 split[name].append(seconds)
@@ -107,9 +116,11 @@ def main() -> None:
         per["decode"] += validate_s / n  # evaluate validates (decodes) every image first
         total = sum(per.values())
         flags = sorted({"avx2", "avx512f", "avx512_bf16", "amx_bf16"} & cpu_flags())
-        print(f"{args.model} at {args.input_size}, {n} images of {Image.open(FIXTURE).size[0]}x"
-              f"{Image.open(FIXTURE).size[1]}, {torch.get_num_threads()} threads, device {args.device}, "
-              f"{predictor.settings['precision']}, CPU flags: {' '.join(flags) or 'none'}")
+        print(
+            f"{args.model} at {args.input_size}, {n} images of {Image.open(FIXTURE).size[0]}x"
+            f"{Image.open(FIXTURE).size[1]}, {torch.get_num_threads()} threads, device {args.device}, "
+            f"{predictor.settings['precision']}, CPU flags: {' '.join(flags) or 'none'}"
+        )
         print("split (stages one after another), seconds per image:")
         for name in ("decode", "resize", "forward", "score"):
             label = "decode (+validation)" if name == "decode" else name
@@ -120,8 +131,10 @@ def main() -> None:
         wall = outcome.result["wall_time_s"]
         forward = outcome.timings["forward_s"]
         print("pipeline (da2k evaluate: validation, then decode/resize overlapped with the forward):")
-        print(f"  wall {wall / n:.4f} s/image, forward {forward / n:.4f} s/image, "
-              f"non-forward {100 * (wall - forward) / wall:.1f} % of the wall time")
+        print(
+            f"  wall {wall / n:.4f} s/image, forward {forward / n:.4f} s/image, "
+            f"non-forward {100 * (wall - forward) / wall:.1f} % of the wall time"
+        )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from da2k.models import build_model, cpu_flags, native_bf16
 from da2k.models.parity import deterministic_state_dict
 
@@ -114,6 +115,7 @@ def official_model(ours: torch.nn.Module, checkout: Path) -> torch.nn.Module:
     """The official `DepthAnythingV2` from a local checkout of DepthAnything/Depth-Anything-V2
     (nothing of it is copied here), with the same weights. Its `dpt.py` imports OpenCV and
     torchvision for preprocessing only; empty stand-ins let the network import without them."""
+
     class StandIn(types.ModuleType):
         def __getattr__(self, attr: str) -> None:  # cv2.INTER_CUBIC, transforms.Compose, ...
             return None

@@ -75,8 +75,9 @@ def main() -> None:
             expert.predictor.forward(item)
         baselines = [forwards_only()]
         cpu = time.process_time()
-        report = mine(store, tmp / "images", experts, pairs_per_image=args.pairs_per_image,
-                      points="felzenszwalb", progress=False)
+        report = mine(
+            store, tmp / "images", experts, pairs_per_image=args.pairs_per_image, points="felzenszwalb", progress=False
+        )
         mine_cpu = time.process_time() - cpu
         baselines.append(forwards_only())  # before and after: the faster one, on a shared machine
         baseline, baseline_cpu = min(b[0] for b in baselines), min(b[1] for b in baselines)
@@ -84,15 +85,23 @@ def main() -> None:
 
     n = len(files)
     forward = sum(report.expert_seconds.values())
-    print(f"{n} images, experts: {', '.join(args.experts)} (input size {args.input_size}), "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"baseline (forward passes only): {baseline:7.2f} s  {60 * n / baseline:6.1f} images/min"
-          f"  (runs: {', '.join(f'{b[0]:.2f}' for b in baselines)} s; CPU {baseline_cpu:.2f} s)")
-    print(f"da2k mine (end to end):         {report.wall_seconds:7.2f} s  {60 * n / report.wall_seconds:6.1f} images/min"
-          f"  (CPU {mine_cpu:.2f} s)")
+    print(
+        f"{n} images, experts: {', '.join(args.experts)} (input size {args.input_size}), "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"baseline (forward passes only): {baseline:7.2f} s  {60 * n / baseline:6.1f} images/min"
+        f"  (runs: {', '.join(f'{b[0]:.2f}' for b in baselines)} s; CPU {baseline_cpu:.2f} s)"
+    )
+    print(
+        f"da2k mine (end to end):         {report.wall_seconds:7.2f} s  {60 * n / report.wall_seconds:6.1f} images/min"
+        f"  (CPU {mine_cpu:.2f} s)"
+    )
     print(f"mining / baseline: wall {report.wall_seconds / baseline:.3f}x, CPU time {mine_cpu / baseline_cpu:.3f}x")
-    print(f"share of mining time outside the experts' forward passes: {report.outside_experts_share:.1%} "
-          f"(forwards {forward:.2f} s of {report.wall_seconds:.2f} s; goal <= 10%)")
+    print(
+        f"share of mining time outside the experts' forward passes: {report.outside_experts_share:.1%} "
+        f"(forwards {forward:.2f} s of {report.wall_seconds:.2f} s; goal <= 10%)"
+    )
     print(f"pairs: {report.pairs_added}, statuses: {dict(report.statuses)}, failed: {len(report.failed)}")
 
 

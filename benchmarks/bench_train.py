@@ -18,6 +18,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 
 import torch
+
 from da2k.models import get_variant, native_bf16
 from da2k.models.train.engine import TrainConfig, freeze_unused, param_groups
 from da2k.models.train.losses import SSIGradientLoss
@@ -62,7 +63,10 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.model} training step at {args.size}x{args.size}, batch {args.batch}, {args.steps} timed steps, "
           f"{torch.get_num_threads()} threads, native bf16: {native_bf16()}")  # fmt: skip
-    steps = {"fp32": make_step(args.model, args.size, args.batch, None), "bf16": make_step(args.model, args.size, args.batch, torch.bfloat16)}
+    steps = {
+        "fp32": make_step(args.model, args.size, args.batch, None),
+        "bf16": make_step(args.model, args.size, args.batch, torch.bfloat16),
+    }
     for step in steps.values():
         step()  # warm-up: allocator, kernels, optimizer state
     # Interleaved rounds and the median step time: other jobs on shared cores slow both alike.
@@ -73,6 +77,7 @@ def main() -> None:
     rate = {k: args.batch / statistics.median(v) for k, v in times.items()}
     print(f"fp32 (baseline)  {rate['fp32']:8.3f} images/s   1.00x")
     print(f"bf16 autocast    {rate['bf16']:8.3f} images/s   {rate['bf16'] / rate['fp32']:.2f}x")
+
 
 if __name__ == "__main__":
     main()

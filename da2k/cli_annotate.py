@@ -9,21 +9,51 @@ from da2k.errors import Da2kError
 
 
 @click.command()
-@click.option("--db", default="da2k.db", show_default=True,
-              help="Annotation database: a SQLite file or a SQLAlchemy URL (postgresql+psycopg://...).")
-@click.option("--images-root", type=click.Path(exists=True, file_okay=False),
-              help="Serve images only from under this folder (default: the folders recorded in the database).")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; 0.0.0.0 exposes the app to your network (use --auth then).")
+@click.option(
+    "--db",
+    default="da2k.db",
+    show_default=True,
+    help="Annotation database: a SQLite file or a SQLAlchemy URL (postgresql+psycopg://...).",
+)
+@click.option(
+    "--images-root",
+    type=click.Path(exists=True, file_okay=False),
+    help="Serve images only from under this folder (default: the folders recorded in the database).",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 exposes the app to your network (use --auth then).",
+)
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--votes-per-pair", default=3, show_default=True, type=click.IntRange(1),
-              help="Answers per pair; a strict majority resolves it, anything else goes to review.")
-@click.option("--gold-rate", default=0.1, show_default=True, type=click.FloatRange(0, 1),
-              help="Share of questions that are gold (pairs with a known answer).")
-@click.option("--claim-ttl", default=600, show_default=True, type=click.IntRange(10),
-              help="Seconds a shown pair stays reserved for its annotator.")
-@click.option("--auth", "auth_file", type=click.Path(exists=True, dir_okay=False),
-              help="File of 'name:password' lines: people log in and their login is their annotator name.")
+@click.option(
+    "--votes-per-pair",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Answers per pair; a strict majority resolves it, anything else goes to review.",
+)
+@click.option(
+    "--gold-rate",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of questions that are gold (pairs with a known answer).",
+)
+@click.option(
+    "--claim-ttl",
+    default=600,
+    show_default=True,
+    type=click.IntRange(10),
+    help="Seconds a shown pair stays reserved for its annotator.",
+)
+@click.option(
+    "--auth",
+    "auth_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="File of 'name:password' lines: people log in and their login is their annotator name.",
+)
 @user_errors
 def annotate(db, images_root, host, port, votes_per_pair, gold_rate, claim_ttl, auth_file):
     """Start the annotation app (Annotate, Review, Pick and Stats tabs).
@@ -38,8 +68,15 @@ def annotate(db, images_root, host, port, votes_per_pair, gold_rate, claim_ttl, 
             raise Da2kError("the annotation app needs gradio: pip install 'da2k[annotate]'") from None
         raise
     if host not in ("127.0.0.1", "localhost", "::1") and not auth_file:
-        click.echo(f"warning: listening on {host} without --auth: anyone who can reach it can annotate and review",
-                   err=True)
-    app = build_app(db, images_root=images_root, votes_per_pair=votes_per_pair, auth=auth_file,
-                    gold_rate=gold_rate, claim_ttl=float(claim_ttl))
+        click.echo(
+            f"warning: listening on {host} without --auth: anyone who can reach it can annotate and review", err=True
+        )
+    app = build_app(
+        db,
+        images_root=images_root,
+        votes_per_pair=votes_per_pair,
+        auth=auth_file,
+        gold_rate=gold_rate,
+        claim_ttl=float(claim_ttl),
+    )
     app.launch(server_name=host, server_port=port, show_error=False, quiet=False)

@@ -8,7 +8,9 @@ import click
 from da2k.cli import user_errors
 from da2k.scoring import KINDS
 
-DATA_HELP = "DA-2K folder, its annotations.json, or DA-2K.zip (read in place). Default: DA-2K.zip from the hub (cached)."
+DATA_HELP = (
+    "DA-2K folder, its annotations.json, or DA-2K.zip (read in place). Default: DA-2K.zip from the hub (cached)."
+)
 
 
 def _pct(x: float) -> str:
@@ -26,7 +28,9 @@ def format_table(result: dict) -> str:
     lines = [f"{'scenario':<{width}} {'n':>6} {'correct':>7} {'accuracy':>8}  95 % CI"]
     lines += [_score_line(name, s, width) for name, s in result["scenarios"].items()]
     lines.append(_score_line("overall", result["overall"], width))
-    lines.append(f"{'scenario mean':<{width}} {'':>6} {'':>7} {_pct(result['overall']['scenario_mean'])} %  (unweighted)")
+    lines.append(
+        f"{'scenario mean':<{width}} {'':>6} {'':>7} {_pct(result['overall']['scenario_mean'])} %  (unweighted)"
+    )
     return "\n".join(lines)
 
 
@@ -36,27 +40,83 @@ def _echo_problems(problems, err: bool = False) -> None:
 
 
 @click.command()
-@click.option("--model", "spec", required=True, help="vits|vitb|vitl|vitg|v1-*|metric-*, precomputed:DIR, hf:REPO, marigold:REPO or python:MODULE:FUNCTION.")
-@click.option("--weights", type=click.Path(), help="Checkpoint for our models (default: $DA2K_WEIGHTS_DIR, then the hub).")
-@click.option("--kind", type=click.Choice(KINDS), help="Output kind: required for precomputed:, overrides the declared one otherwise.")
+@click.option(
+    "--model",
+    "spec",
+    required=True,
+    help="vits|vitb|vitl|vitg|v1-*|metric-*, precomputed:DIR, hf:REPO, marigold:REPO or python:MODULE:FUNCTION.",
+)
+@click.option(
+    "--weights", type=click.Path(), help="Checkpoint for our models (default: $DA2K_WEIGHTS_DIR, then the hub)."
+)
+@click.option(
+    "--kind",
+    type=click.Choice(KINDS),
+    help="Output kind: required for precomputed:, overrides the declared one otherwise.",
+)
 @click.option("--data", type=click.Path(), help=DATA_HELP)
-@click.option("--input-size", type=click.IntRange(min=14), help="Network input size (ours: short side, default 518; hf/marigold: processing size).")
+@click.option(
+    "--input-size",
+    type=click.IntRange(min=14),
+    help="Network input size (ours: short side, default 518; hf/marigold: processing size).",
+)
 @click.option("--scenarios", help="Comma-separated scenarios to score (default: all).")
 @click.option("--limit", type=click.IntRange(min=1), help="Score only the first N images (after --scenarios).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="results", show_default=True, help="Folder for <run>.json and <run>.pairs.csv.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="results",
+    show_default=True,
+    help="Folder for <run>.json and <run>.pairs.csv.",
+)
 @click.option("--run", "run", help="Run name (default: <model>-<benchmark>[-<scenarios>][-first<N>]).")
-@click.option("--cache-dir", type=click.Path(file_okay=False), help="Per-image value cache (default: $DA2K_CACHE_DIR or ~/.cache/da2k).")
-@click.option("--skip-invalid", is_flag=True, help="Score the valid pairs of a benchmark with problems (skips are counted in the result).")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    help="Per-image value cache (default: $DA2K_CACHE_DIR or ~/.cache/da2k).",
+)
+@click.option(
+    "--skip-invalid",
+    is_flag=True,
+    help="Score the valid pairs of a benchmark with problems (skips are counted in the result).",
+)
 @click.option("--allow-scenario", multiple=True, metavar="NAME", help="Accept an extra scenario folder (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True, help="marigold: noise seed.")
-@click.option("--ensemble-size", type=int, default=1, show_default=True, help="marigold: predictions averaged per image.")
+@click.option(
+    "--ensemble-size", type=int, default=1, show_default=True, help="marigold: predictions averaged per image."
+)
 @click.option("--steps", type=int, help="marigold: denoising steps (default: the model's).")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Threads decoding and resizing ahead of the model.")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Threads decoding and resizing ahead of the model.",
+)
 @user_errors
-def evaluate(spec, weights, kind, data, input_size, scenarios, limit, device, precision, out_dir, run, cache_dir,
-             skip_invalid, allow_scenario, seed, ensemble_size, steps, workers):
+def evaluate(
+    spec,
+    weights,
+    kind,
+    data,
+    input_size,
+    scenarios,
+    limit,
+    device,
+    precision,
+    out_dir,
+    run,
+    cache_dir,
+    skip_invalid,
+    allow_scenario,
+    seed,
+    ensemble_size,
+    steps,
+    workers,
+):
     """Score a depth model on DA-2K (or any DA-2K-format benchmark), per scenario.
 
     \b
@@ -81,15 +141,35 @@ def evaluate(spec, weights, kind, data, input_size, scenarios, limit, device, pr
             )
         else:
             raise InvalidBenchmark(bench, report)
-    options = PredictorOptions(weights=weights, kind=kind, input_size=input_size, device=device,
-                               precision=precision, seed=seed, ensemble_size=ensemble_size, steps=steps)
+    options = PredictorOptions(
+        weights=weights,
+        kind=kind,
+        input_size=input_size,
+        device=device,
+        precision=precision,
+        seed=seed,
+        ensemble_size=ensemble_size,
+        steps=steps,
+    )
     predictor = make_predictor(spec, options)
     chosen = [s.strip() for s in scenarios.split(",") if s.strip()] if scenarios else None
-    outcome = run_evaluation(bench, predictor, out_dir, scenarios=chosen, limit=limit, skip_invalid=skip_invalid,
-                             cache_dir=cache_dir, name=run, workers=workers, report=report)
+    outcome = run_evaluation(
+        bench,
+        predictor,
+        out_dir,
+        scenarios=chosen,
+        limit=limit,
+        skip_invalid=skip_invalid,
+        cache_dir=cache_dir,
+        name=run,
+        workers=workers,
+        report=report,
+    )
     result = outcome.result
-    click.echo(f"{result['model']['id']} ({result['model']['kind']}) on {bench.name}: "
-               f"{outcome.computed} image(s) predicted, {outcome.cached} from the cache")
+    click.echo(
+        f"{result['model']['id']} ({result['model']['kind']}) on {bench.name}: "
+        f"{outcome.computed} image(s) predicted, {outcome.cached} from the cache"
+    )
     click.echo(format_table(result))
     if result["skipped_invalid"]["pairs"]:
         click.echo(f"skipped {result['skipped_invalid']['pairs']} invalid pair(s)")
@@ -140,5 +220,7 @@ def compare(result_a, result_b):
     width = max([len("overall"), *map(len, c.scenarios)]) + 2
     click.echo(f"{'scenario':<{width}} {'n':>6} {'A acc':>7} {'B acc':>7} {'A only':>7} {'B only':>7}  exact McNemar p")
     for label, p in [*c.scenarios.items(), ("overall", c.overall)]:
-        click.echo(f"{label:<{width}} {p.n:>6} {_pct(p.a_correct / p.n):>7} {_pct(p.b_correct / p.n):>7} "
-                   f"{p.b:>7} {p.c:>7}  {p.p_value:.4g}")
+        click.echo(
+            f"{label:<{width}} {p.n:>6} {_pct(p.a_correct / p.n):>7} {_pct(p.b_correct / p.n):>7} "
+            f"{p.b:>7} {p.c:>7}  {p.p_value:.4g}"
+        )

@@ -19,24 +19,82 @@ def _db_option(fn):
 
 
 @click.command()
-@click.option("--images", "images", required=True, type=click.Path(exists=True, file_okay=False), help="Folder of images (scanned recursively).")
+@click.option(
+    "--images",
+    "images",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of images (scanned recursively).",
+)
 @_db_option
 @click.option("--scenario", help="Scenario of every image (default: the first sub-folder under --images).")
-@click.option("--pairs-per-image", default=2, show_default=True, type=click.IntRange(1), help="Candidate pairs proposed per image.")
-@click.option("--expert", "experts", multiple=True, help=(
-    "Expert predictor spec, repeatable, at least two (DA-2K used four): vitl, v1-vitl, "
-    "marigold:REPO, hf:REPO, python:MODULE:FUNCTION, precomputed:DIR;kind=depth. Options follow "
-    "';': vit-tiny;weights=PATH. Default: " + ", ".join(DEFAULT_EXPERTS) + "."))
-@click.option("--min-margin", default=0.05, show_default=True, type=float, help="Smallest margin (|disparity difference| / the expert's disparity range on the image) for an automatic answer.")
-@click.option("--audit-rate", default=0.05, show_default=True, type=click.FloatRange(0, 1), help="Share of agreed pairs sent to humans as gold questions.")
+@click.option(
+    "--pairs-per-image",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Candidate pairs proposed per image.",
+)
+@click.option(
+    "--expert",
+    "experts",
+    multiple=True,
+    help=(
+        "Expert predictor spec, repeatable, at least two (DA-2K used four): vitl, v1-vitl, "
+        "marigold:REPO, hf:REPO, python:MODULE:FUNCTION, precomputed:DIR;kind=depth. Options follow "
+        "';': vit-tiny;weights=PATH. Default: " + ", ".join(DEFAULT_EXPERTS) + "."
+    ),
+)
+@click.option(
+    "--min-margin",
+    default=0.05,
+    show_default=True,
+    type=float,
+    help="Smallest margin (|disparity difference| / the expert's disparity range on the image) for an automatic answer.",
+)
+@click.option(
+    "--audit-rate",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of agreed pairs sent to humans as gold questions.",
+)
 @click.option("--seed", default=0, show_default=True, help="Seeds point proposal and audit sampling.")
-@click.option("--points", type=click.Choice(["auto", "sam", "felzenszwalb"]), default="auto", show_default=True, help="Segments for candidate points: SAM (pip install 'da2k[sam]') or scikit-image; auto tries SAM first.")
-@click.option("--shard", help="INDEX/COUNT: mine only this share of the images (default: RANK/WORLD_SIZE under torchrun).")
+@click.option(
+    "--points",
+    type=click.Choice(["auto", "sam", "felzenszwalb"]),
+    default="auto",
+    show_default=True,
+    help="Segments for candidate points: SAM (pip install 'da2k[sam]') or scikit-image; auto tries SAM first.",
+)
+@click.option(
+    "--shard", help="INDEX/COUNT: mine only this share of the images (default: RANK/WORLD_SIZE under torchrun)."
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Threads decoding and proposing points ahead of the experts.")
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Threads decoding and proposing points ahead of the experts.",
+)
 @user_errors
-def mine(images, db, scenario, pairs_per_image, experts, min_margin, audit_rate, seed, points, shard, device, precision, workers):
+def mine(
+    images,
+    db,
+    scenario,
+    pairs_per_image,
+    experts,
+    min_margin,
+    audit_rate,
+    seed,
+    points,
+    shard,
+    device,
+    precision,
+    workers,
+):
     """Propose point pairs on unlabeled images and let expert models vote on which is closer.
 
     Pairs all experts agree on (with a clear margin) are kept automatically; the others wait
@@ -54,9 +112,19 @@ def mine(images, db, scenario, pairs_per_image, experts, min_margin, audit_rate,
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     with Store(db) as store:
         report = run_mine(
-            store, Path(images), list(experts) or list(DEFAULT_EXPERTS), scenario=scenario,
-            shard=parse_shard(shard), device=device, precision=precision, pairs_per_image=pairs_per_image,
-            min_margin=min_margin, audit_rate=audit_rate, seed=seed, points=points, workers=workers,
+            store,
+            Path(images),
+            list(experts) or list(DEFAULT_EXPERTS),
+            scenario=scenario,
+            shard=parse_shard(shard),
+            device=device,
+            precision=precision,
+            pairs_per_image=pairs_per_image,
+            min_margin=min_margin,
+            audit_rate=audit_rate,
+            seed=seed,
+            points=points,
+            workers=workers,
         )
     statuses = ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items())) or "none"
     timing = ""
@@ -70,7 +138,9 @@ def mine(images, db, scenario, pairs_per_image, experts, min_margin, audit_rate,
     if report.failed:
         for path, reason in report.failed:
             click.echo(f"failed: {path}: {reason}", err=True)
-        raise click.ClickException(f"{len(report.failed)} image(s) could not be mined (listed above); the rest are stored")
+        raise click.ClickException(
+            f"{len(report.failed)} image(s) could not be mined (listed above); the rest are stored"
+        )
 
 
 @click.command()
@@ -91,7 +161,11 @@ def stats(db, as_json):
 @_db_option
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for annotations.json and images/.")
 @click.option("--copy", is_flag=True, help="Copy images instead of hard-linking them.")
-@click.option("--images-root", type=click.Path(exists=True, file_okay=False), help="Folder to find images in that moved since mining (paths relative to it as under --images).")
+@click.option(
+    "--images-root",
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder to find images in that moved since mining (paths relative to it as under --images).",
+)
 @user_errors
 def export(db, out, copy, images_root):
     """Write settled pairs (auto_agreed, resolved) as an official-format DA-2K benchmark.
@@ -103,15 +177,23 @@ def export(db, out, copy, images_root):
     from da2k.store import Store
 
     with Store(db, create=False) as store:
-        report = export_benchmark(store, Path(out), link=not copy, images_root=Path(images_root) if images_root else None)
+        report = export_benchmark(
+            store, Path(out), link=not copy, images_root=Path(images_root) if images_root else None
+        )
     click.echo(f"{report.out}: {report.images} images, {report.pairs} pairs")
 
 
 @click.command("import-benchmark")
 @click.argument("path", type=click.Path(exists=True))
 @_db_option
-@click.option("--reannotate", is_flag=True, help="Queue the pairs for humans (needs_human) instead of marking them resolved.")
-@click.option("--extract-to", type=click.Path(file_okay=False), help="Where images of a zip go (default: a folder named after the zip).")
+@click.option(
+    "--reannotate", is_flag=True, help="Queue the pairs for humans (needs_human) instead of marking them resolved."
+)
+@click.option(
+    "--extract-to",
+    type=click.Path(file_okay=False),
+    help="Where images of a zip go (default: a folder named after the zip).",
+)
 @click.option("--allow-scenario", multiple=True, help="Accept this scenario name besides the eight of DA-2K.")
 @user_errors
 def import_benchmark(path, db, reannotate, extract_to, allow_scenario):
@@ -121,8 +203,11 @@ def import_benchmark(path, db, reannotate, extract_to, allow_scenario):
 
     with Store(db) as store:
         report = run_import(
-            store, Path(path), status="needs_human" if reannotate else "resolved",
-            extract_to=Path(extract_to) if extract_to else None, allow_scenarios=tuple(allow_scenario),
+            store,
+            Path(path),
+            status="needs_human" if reannotate else "resolved",
+            extract_to=Path(extract_to) if extract_to else None,
+            allow_scenarios=tuple(allow_scenario),
         )
     click.echo(
         f"{report.images} images, {report.pairs_added} pairs added, {report.pairs_existing} already there, "

@@ -67,13 +67,40 @@ def save_map(depth, target: Path, fmt: str) -> None:
 
 @click.command()
 @click.argument("images", nargs=-1, required=True)
-@click.option("--model", "model_name", default="vits", show_default=True, help="Registered model: vits, vitb, vitl, vitg, v1-vitl, metric-hypersim-vitl, ...")
-@click.option("--weights", type=click.Path(), help="Checkpoint file or folder (default: $DA2K_WEIGHTS_DIR, then the hub).")
-@click.option("--input-size", type=int, default=518, show_default=True, help="Short side the network sees (multiple of 14 after resizing).")
+@click.option(
+    "--model",
+    "model_name",
+    default="vits",
+    show_default=True,
+    help="Registered model: vits, vitb, vitl, vitg, v1-vitl, metric-hypersim-vitl, ...",
+)
+@click.option(
+    "--weights", type=click.Path(), help="Checkpoint file or folder (default: $DA2K_WEIGHTS_DIR, then the hub)."
+)
+@click.option(
+    "--input-size",
+    type=int,
+    default=518,
+    show_default=True,
+    help="Short side the network sees (multiple of 14 after resizing).",
+)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="npy", show_default=True, help="npy: raw float32 map; png16: 16-bit normalised; color: colour-mapped preview.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(FORMATS)),
+    default="npy",
+    show_default=True,
+    help="npy: raw float32 map; png16: 16-bit normalised; color: colour-mapped preview.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True, help="auto: bf16 only on CPUs with native bf16, fp16 on CUDA, else fp32.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="auto: bf16 only on CPUs with native bf16, fp16 on CUDA, else fp32.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace existing output files.")
 @user_errors
 def predict(images, model_name, weights, input_size, out_dir, fmt, device, precision, overwrite):
@@ -100,7 +127,9 @@ def predict(images, model_name, weights, input_size, out_dir, fmt, device, preci
         raise Da2kError("two inputs map to the same output name; predict folders separately or rename files")
     existing = [t for t in targets.values() if t.exists()]
     if existing and not overwrite:
-        raise Da2kError(f"{len(existing)} output file(s) already exist (e.g. {existing[0]}); pass --overwrite to replace them")
+        raise Da2kError(
+            f"{len(existing)} output file(s) already exist (e.g. {existing[0]}); pass --overwrite to replace them"
+        )
 
     model = load_pretrained(model_name, weights)
     failed = 0

@@ -32,26 +32,63 @@ def _optimisation_options(defaults: dict[str, Any]) -> Callable:
 
     def decorate(fn: Callable) -> Callable:
         options = [
-            click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Run folder: model.pt, last.pt, log.csv."),
+            click.option(
+                "--out",
+                "out_dir",
+                required=True,
+                type=click.Path(file_okay=False),
+                help="Run folder: model.pt, last.pt, log.csv.",
+            ),
             click.option("--iters", default=defaults["iters"], show_default=True, help="Optimizer steps."),
-            click.option("--batch-size", default=defaults["batch_size"], show_default=True, help="Images per process per micro-step."),
+            click.option(
+                "--batch-size",
+                default=defaults["batch_size"],
+                show_default=True,
+                help="Images per process per micro-step.",
+            ),
             click.option("--accum", default=1, show_default=True, help="Micro-steps accumulated per optimizer step."),
             click.option("--size", default=518, show_default=True, help="Square training crop (multiple of 14)."),
             click.option("--lr", default=5e-6, show_default=True, help="Encoder learning rate."),
             click.option("--decoder-lr-mult", default=10.0, show_default=True, help="Decoder lr = lr x this."),
             click.option("--weight-decay", default=0.01, show_default=True),
-            click.option("--schedule", type=click.Choice(["poly", "linear"]), default="poly", show_default=True, help="poly: (1 - t/T)^0.9."),
+            click.option(
+                "--schedule",
+                type=click.Choice(["poly", "linear"]),
+                default="poly",
+                show_default=True,
+                help="poly: (1 - t/T)^0.9.",
+            ),
             click.option("--warmup", default=0, show_default=True, help="Linear warm-up steps."),
-            click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True, help="Autocast dtype."),
-            click.option("--device", default="auto", show_default=True, help="auto (cuda:LOCAL_RANK if present), cpu or cuda."),
-            click.option("--init", default="dinov2", show_default=True, help="dinov2, random, or a Depth Anything checkpoint."),
-            click.option("--dinov2-weights", type=click.Path(dir_okay=False), help="Local dinov2_<enc>14_pretrain.pth (else downloaded once)."),
+            click.option(
+                "--precision",
+                type=click.Choice(["fp32", "bf16", "fp16"]),
+                default="fp32",
+                show_default=True,
+                help="Autocast dtype.",
+            ),
+            click.option(
+                "--device", default="auto", show_default=True, help="auto (cuda:LOCAL_RANK if present), cpu or cuda."
+            ),
+            click.option(
+                "--init", default="dinov2", show_default=True, help="dinov2, random, or a Depth Anything checkpoint."
+            ),
+            click.option(
+                "--dinov2-weights",
+                type=click.Path(dir_okay=False),
+                help="Local dinov2_<enc>14_pretrain.pth (else downloaded once).",
+            ),
             click.option("--workers", default=2, show_default=True, help="DataLoader workers per process."),
             click.option("--seed", default=0, show_default=True),
             click.option("--log-every", default=20, show_default=True),
-            click.option("--save-every", default=1000, show_default=True, help="Checkpoint (last.pt, model.pt) period in steps."),
-            click.option("--stop-after", type=int, help="Stop this run after N steps (resume later with the same command)."),
-            click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from OUT/last.pt if present."),
+            click.option(
+                "--save-every", default=1000, show_default=True, help="Checkpoint (last.pt, model.pt) period in steps."
+            ),
+            click.option(
+                "--stop-after", type=int, help="Stop this run after N steps (resume later with the same command)."
+            ),
+            click.option(
+                "--resume/--no-resume", default=True, show_default=True, help="Continue from OUT/last.pt if present."
+            ),
         ]
         for option in reversed(options):
             fn = option(fn)
@@ -93,10 +130,18 @@ def train() -> None:
 
 
 @train.command()
-@click.option("--data", "data", multiple=True, required=True, help="Labelled RGB-D: rgbd:DIR (or DIR), hypersim:DIR, vkitti2:DIR; repeat to concatenate.")
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    required=True,
+    help="Labelled RGB-D: rgbd:DIR (or DIR), hypersim:DIR, vkitti2:DIR; repeat to concatenate.",
+)
 @click.option("--encoder", type=click.Choice(ENCODERS), default="vitg", show_default=True)
 @click.option("--max-depth", type=float, help="Mask pixels farther than this (depth labels).")
-@click.option("--eval", "eval_bench", type=click.Path(exists=True), help="DA-2K-format benchmark scored during training.")
+@click.option(
+    "--eval", "eval_bench", type=click.Path(exists=True), help="DA-2K-format benchmark scored during training."
+)
 @click.option("--eval-every", default=0, help="Evaluation period in steps (0: only at the end).")
 @_optimisation_options({"iters": 160_000, "batch_size": 4})
 @_training_command
@@ -106,15 +151,28 @@ def teacher(data, encoder, max_depth, eval_bench, **kw) -> None:
 
     init, dinov2_weights, size = kw.pop("init"), kw.pop("dinov2_weights"), kw.pop("size")
     cfg = _config(kw, "teacher")
-    path = train_teacher(data, encoder, cfg, init=init, dinov2_weights=dinov2_weights, size=size, max_depth=max_depth, eval_bench=eval_bench)
+    path = train_teacher(
+        data,
+        encoder,
+        cfg,
+        init=init,
+        dinov2_weights=dinov2_weights,
+        size=size,
+        max_depth=max_depth,
+        eval_bench=eval_bench,
+    )
     click.echo(f"teacher weights: {path}")
 
 
 @train.command()
-@click.option("--pseudo", "pseudo", multiple=True, required=True, help="Folder written by `da2k pseudo-label` (repeatable).")
+@click.option(
+    "--pseudo", "pseudo", multiple=True, required=True, help="Folder written by `da2k pseudo-label` (repeatable)."
+)
 @click.option("--encoder", type=click.Choice(ENCODERS), default="vits", show_default=True)
 @click.option("--trim", default=0.1, show_default=True, help="Fraction of largest per-pixel losses ignored per image.")
-@click.option("--eval", "eval_bench", type=click.Path(exists=True), help="DA-2K-format benchmark scored during training.")
+@click.option(
+    "--eval", "eval_bench", type=click.Path(exists=True), help="DA-2K-format benchmark scored during training."
+)
 @click.option("--eval-every", default=0, help="Evaluation period in steps (0: only at the end).")
 @_optimisation_options({"iters": 480_000, "batch_size": 4})
 @_training_command
@@ -124,14 +182,24 @@ def student(pseudo, encoder, trim, eval_bench, **kw) -> None:
 
     init, dinov2_weights, size = kw.pop("init"), kw.pop("dinov2_weights"), kw.pop("size")
     cfg = _config(kw, "student")
-    path = train_student(pseudo, encoder, cfg, init=init, dinov2_weights=dinov2_weights, size=size, trim=trim, eval_bench=eval_bench)
+    path = train_student(
+        pseudo, encoder, cfg, init=init, dinov2_weights=dinov2_weights, size=size, trim=trim, eval_bench=eval_bench
+    )
     click.echo(f"student weights: {path}")
 
 
 @train.command()
-@click.option("--data", "data", multiple=True, required=True, help="Metric RGB-D: hypersim:DIR, vkitti2:DIR, rgbd:DIR (kind depth).")
+@click.option(
+    "--data",
+    "data",
+    multiple=True,
+    required=True,
+    help="Metric RGB-D: hypersim:DIR, vkitti2:DIR, rgbd:DIR (kind depth).",
+)
 @click.option("--encoder", type=click.Choice(("vits", "vitb", "vitl")), default="vitl", show_default=True)
-@click.option("--max-depth", default=20.0, show_default=True, help="20 (Hypersim, indoor) or 80 (Virtual KITTI 2, outdoor).")
+@click.option(
+    "--max-depth", default=20.0, show_default=True, help="20 (Hypersim, indoor) or 80 (Virtual KITTI 2, outdoor)."
+)
 @click.option("--min-depth", default=1e-3, show_default=True)
 @_optimisation_options({"iters": 40_000, "batch_size": 2})
 @_training_command
@@ -141,15 +209,34 @@ def metric(data, encoder, max_depth, min_depth, **kw) -> None:
 
     init, dinov2_weights, size = kw.pop("init"), kw.pop("dinov2_weights"), kw.pop("size")
     cfg = _config(kw, "metric")
-    path = train_metric(data, encoder, cfg, max_depth=max_depth, min_depth=min_depth, init=init, dinov2_weights=dinov2_weights, size=size)
+    path = train_metric(
+        data,
+        encoder,
+        cfg,
+        max_depth=max_depth,
+        min_depth=min_depth,
+        init=init,
+        dinov2_weights=dinov2_weights,
+        size=size,
+    )
     click.echo(f"metric weights: {path}")
 
 
 @click.command("pseudo-label")
 @click.option("--teacher", required=True, type=click.Path(dir_okay=False), help="Teacher checkpoint (model.pt).")
-@click.option("--encoder", type=click.Choice(ENCODERS), default="vitg", show_default=True, help="The teacher's architecture.")
-@click.option("--images", required=True, type=click.Path(file_okay=False), help="Folder of unlabeled images (recursive).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Label folder (labels/, parts/, manifest.json).")
+@click.option(
+    "--encoder", type=click.Choice(ENCODERS), default="vitg", show_default=True, help="The teacher's architecture."
+)
+@click.option(
+    "--images", required=True, type=click.Path(file_okay=False), help="Folder of unlabeled images (recursive)."
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Label folder (labels/, parts/, manifest.json).",
+)
 @click.option("--input-size", type=int, help="Network short side (default: the variant's).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
@@ -163,6 +250,15 @@ def pseudo_label(teacher, encoder, images, out_dir, input_size, device, precisio
     """
     from da2k.models.train.pseudo_label import pseudo_label as run
 
-    manifest = run(teacher, images, out_dir, encoder=encoder, input_size=input_size, device=device, precision=precision, workers=workers)
+    manifest = run(
+        teacher,
+        images,
+        out_dir,
+        encoder=encoder,
+        input_size=input_size,
+        device=device,
+        precision=precision,
+        workers=workers,
+    )
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"manifest: {manifest}")

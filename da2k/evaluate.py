@@ -159,6 +159,7 @@ def run_predictions(
 ) -> Iterator[tuple[str, Prediction, float]]:
     """Yield (key, prediction, forward seconds) in order; `predictor.prepare` (decode, resize)
     runs in `workers` threads up to `2 * workers` images ahead of `predictor.forward`."""
+
     def prepare(key: str):
         return predictor.prepare(key, lambda: bench.load_image(key))
 
@@ -217,7 +218,9 @@ def evaluate(
     pairs_of = dict(selected)
 
     t_forward = t_sample = 0.0
-    bar = tqdm(total=len(selected), initial=len(selected) - len(todo), unit="img", disable=not progress, desc=predictor.id)
+    bar = tqdm(
+        total=len(selected), initial=len(selected) - len(todo), unit="img", disable=not progress, desc=predictor.id
+    )
     with bar:
         for key, prediction, seconds in run_predictions(predictor, bench, todo, workers):
             t_forward += seconds
@@ -274,5 +277,13 @@ def evaluate(
     write_pairs_csv(csv_path, rows)
     write_result(result_path, result)
     timings = {"validate_s": t_validate, "forward_s": t_forward, "sample_s": t_sample, "images": len(todo)}
-    return Outcome(result, result_path, csv_path, rows, report, computed=len(todo),
-                   cached=len(selected) - len(todo), timings=timings)
+    return Outcome(
+        result,
+        result_path,
+        csv_path,
+        rows,
+        report,
+        computed=len(todo),
+        cached=len(selected) - len(todo),
+        timings=timings,
+    )

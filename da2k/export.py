@@ -166,8 +166,15 @@ def import_benchmark(
         with store.write() as s:
             image = image_by_sha(s, sha)
             if image is None:
-                image = Image(sha256=sha, root=str(root), path=key, scenario=scenario_of(key) or "",
-                              width=width, height=height, source="imported")
+                image = Image(
+                    sha256=sha,
+                    root=str(root),
+                    path=key,
+                    scenario=scenario_of(key) or "",
+                    width=width,
+                    height=height,
+                    source="imported",
+                )
                 s.add(image)
                 s.flush()
             n_images += 1
@@ -181,12 +188,30 @@ def import_benchmark(
                     continue
                 have.add(frozenset((p1, p2)))
                 answer = raw["closer_point"]
-                s.add(Pair(image_id=image.id, p1_row=p1[0], p1_col=p1[1], p2_row=p2[0], p2_col=p2[1],
-                           source="imported", status=status, is_gold=True, reference_answer=answer,
-                           answer=answer if status == "resolved" else None))
+                s.add(
+                    Pair(
+                        image_id=image.id,
+                        p1_row=p1[0],
+                        p1_col=p1[1],
+                        p2_row=p2[0],
+                        p2_col=p2[1],
+                        source="imported",
+                        status=status,
+                        is_gold=True,
+                        reference_answer=answer,
+                        answer=answer if status == "resolved" else None,
+                    )
+                )
                 added += 1
     with store.write() as s:
-        log_event(s, "import", "import_benchmark", source=str(source), images=n_images, pairs=added,
-                  existing=existing, skipped=skipped)
+        log_event(
+            s,
+            "import",
+            "import_benchmark",
+            source=str(source),
+            images=n_images,
+            pairs=added,
+            existing=existing,
+            skipped=skipped,
+        )
     return ImportReport(n_images, added, existing, skipped)
-

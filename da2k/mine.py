@@ -303,7 +303,9 @@ class Miner:
         known = self._known()
         seen: set[str] = set()
         start = time.perf_counter()
-        prepared = tqdm(self._prefetch(files, known), total=len(files), desc="mine", unit="img", disable=not self.progress)
+        prepared = tqdm(
+            self._prefetch(files, known), total=len(files), desc="mine", unit="img", disable=not self.progress
+        )
         for prep in prepared:
             if prep.error is not None:
                 log.warning("skipping %s: %s", prep.file.path, prep.error)
@@ -358,8 +360,13 @@ class Miner:
             image = image_by_sha(s, prep.sha256)
             if image is None:
                 image = Image(
-                    sha256=prep.sha256, root=str(root.resolve()), path=prep.file.rel,
-                    scenario=prep.file.scenario, width=prep.image.width, height=prep.image.height, source="mined",
+                    sha256=prep.sha256,
+                    root=str(root.resolve()),
+                    path=prep.file.rel,
+                    scenario=prep.file.scenario,
+                    width=prep.image.width,
+                    height=prep.image.height,
+                    source="mined",
                 )
                 s.add(image)
                 s.flush()
@@ -369,8 +376,18 @@ class Miner:
                 for cand in prep.proposal.pairs:
                     if (cand.point1, cand.point2) not in existing:
                         (r1, c1), (r2, c2) = cand.point1, cand.point2
-                        s.add(Pair(image_id=image.id, p1_row=r1, p1_col=c1, p2_row=r2, p2_col=c2,
-                                   source="mined", status="pending", relation=cand.relation))
+                        s.add(
+                            Pair(
+                                image_id=image.id,
+                                p1_row=r1,
+                                p1_col=c1,
+                                p2_row=r2,
+                                p2_col=c2,
+                                source="mined",
+                                status="pending",
+                                relation=cand.relation,
+                            )
+                        )
                         report.pairs_added += 1
                 image.proposed_at, image.points_method = utcnow(), prep.proposal.method
                 s.flush()
@@ -388,8 +405,11 @@ class Miner:
                     if cast is None or (pair.id, run_id) in votes:
                         continue
                     closer, margin, v1, v2 = cast
-                    s.add(ExpertVote(pair_id=pair.id, expert_run_id=run_id, value1=v1, value2=v2,
-                                     closer=closer, margin=margin))
+                    s.add(
+                        ExpertVote(
+                            pair_id=pair.id, expert_run_id=run_id, value1=v1, value2=v2, closer=closer, margin=margin
+                        )
+                    )
                     votes[(pair.id, run_id)] = (closer, margin)
                     report.votes_added += 1
             for pair in pending:
@@ -404,8 +424,15 @@ class Miner:
                 pair.status = status
                 pair.answer = consensus if status == "auto_agreed" else None
                 report.statuses[status] += 1
-            log_event(s, "miner", "image_mined", image=image.path, sha256=image.sha256,
-                      pairs=len(pending), experts=sorted(results))
+            log_event(
+                s,
+                "miner",
+                "image_mined",
+                image=image.path,
+                sha256=image.sha256,
+                pairs=len(pending),
+                experts=sorted(results),
+            )
 
 
 def mine(

@@ -244,9 +244,7 @@ class HFPredictor(Predictor):
 
     family = "transformers"
 
-    def __init__(
-        self, repo: str, kind: str | None = None, input_size: int | None = None, device: str = "auto"
-    ) -> None:
+    def __init__(self, repo: str, kind: str | None = None, input_size: int | None = None, device: str = "auto") -> None:
         super().__init__()
         try:
             import torch

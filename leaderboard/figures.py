@@ -88,8 +88,15 @@ def overall_accuracy(rows: list[Ranked], labels: list[str]) -> bytes:
             if score.ci95 is not None:
                 err = [[max(0.0, x - 100 * score.ci95[0])], [max(0.0, 100 * score.ci95[1] - x)]]  # float noise
             bars = ax.errorbar(
-                [x], [y], xerr=err, fmt="o" if measured else "s", color=colour, capsize=3,
-                markerfacecolor=colour if measured else "white", markersize=6, label=label,
+                [x],
+                [y],
+                xerr=err,
+                fmt="o" if measured else "s",
+                color=colour,
+                capsize=3,
+                markerfacecolor=colour if measured else "white",
+                markersize=6,
+                label=label,
             )
             if score.ci_approx and err is not None:
                 for line in bars.lines[2]:
@@ -130,8 +137,9 @@ def mcnemar_figure(labels: list[str], matrix: list[list[PairwiseTest]]) -> bytes
                 if i == j or test.p_value is None:
                     continue
                 text = f"p={test.p_value:.2g}\n{test.a_only}:{test.b_only}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                        color=_text_colour(cmap, strength[i, j] / 6.0))
+                ax.text(
+                    j, i, text, ha="center", va="center", fontsize=7, color=_text_colour(cmap, strength[i, j] / 6.0)
+                )
         ax.spines[:].set_visible(False)
         bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
         bar.set_label("−log10 p (capped at 6)")

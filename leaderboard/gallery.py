@@ -12,9 +12,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
+from da2k.benchmark import SCENARIOS
 from da2k.errors import Da2kError
 from da2k.leaderboard.pairs import PairKey, PairOutcome
-from da2k.leaderboard.results import SCENARIOS
 
 CLOSER_COLOUR = (0, 114, 178)  # Okabe-Ito blue: circle = the annotated closer point
 OTHER_COLOUR = (230, 159, 0)  # Okabe-Ito orange: square = the other point
@@ -49,7 +49,9 @@ def select_hard_pairs(
             by_scenario.setdefault(scenario, []).append(pair)
     order = sorted(by_scenario, key=lambda s: (SCENARIOS.index(s) if s in SCENARIOS else len(SCENARIOS), s))
     return {
-        scenario: sorted(by_scenario[scenario], key=lambda p: (-p.n_wrong / len(p.answers), -p.n_wrong, p.key))[:per_scenario]
+        scenario: sorted(by_scenario[scenario], key=lambda p: (-p.n_wrong / len(p.answers), -p.n_wrong, p.key))[
+            :per_scenario
+        ]
         for scenario in order
     }
 
@@ -61,7 +63,9 @@ def load_annotations(bench: str | Path) -> tuple[dict, str]:
         raw = path.read_bytes()
         data = json.loads(raw)
     except OSError as exc:
-        raise Da2kError(f"{path}: cannot read benchmark annotations ({exc}); --images wants a DA-2K-format folder") from None
+        raise Da2kError(
+            f"{path}: cannot read benchmark annotations ({exc}); --images wants a DA-2K-format folder"
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise Da2kError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
@@ -92,7 +96,9 @@ def make_thumbnail(bench: str | Path, annotations: dict, key: PairKey, side: int
     image_key, index = key
     pairs = annotations.get(image_key)
     if not pairs or not 0 <= index < len(pairs):
-        raise Da2kError(f"{Path(bench) / 'annotations.json'}: no pair {index} for {image_key}; is --images the benchmark the results were scored on?")
+        raise Da2kError(
+            f"{Path(bench) / 'annotations.json'}: no pair {index} for {image_key}; is --images the benchmark the results were scored on?"
+        )
     pair = pairs[index]
     closer_name = pair.get("closer_point", "point1")
     other_name = "point2" if closer_name == "point1" else "point1"

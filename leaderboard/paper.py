@@ -91,7 +91,9 @@ def load_paper_tables(path: str | Path | None = None) -> list[Entry]:
     except json.JSONDecodeError as exc:
         raise Da2kError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     if not isinstance(data, dict) or not isinstance(data.get("table3"), dict) or not data.get("source"):
-        raise Da2kError(f"{path}: expected a reported-tables file with 'source' and 'table3' (like da2k_paper_tables.json)")
+        raise Da2kError(
+            f"{path}: expected a reported-tables file with 'source' and 'table3' (like da2k_paper_tables.json)"
+        )
     citation = str(data["source"])
     table14 = data.get("table14") or {}
     if not isinstance(table14, dict):

@@ -39,9 +39,7 @@ def rank_entries(entries: list[Entry]) -> list[Ranked]:
     for i, entry in enumerate(entries):
         lo_i, hi_i = intervals[i]
         better = sum(1 for j, (lo_j, _) in enumerate(intervals) if j != i and lo_j > hi_i)
-        tied = any(
-            j != i and lo_i <= hi_j and lo_j <= hi_i for j, (lo_j, hi_j) in enumerate(intervals)
-        )
+        tied = any(j != i and lo_i <= hi_j and lo_j <= hi_i for j, (lo_j, hi_j) in enumerate(intervals))
         ranked[i] = Ranked(entry, 1 + better, tied)
 
     def within(i: int) -> tuple:

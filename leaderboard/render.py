@@ -114,7 +114,7 @@ def _source_cell(row: Ranked, links: list[tuple[str, str]], ref_ids: dict[str, i
     link_html = " · ".join(f'<a href="{esc(href)}">{esc(text)}</a>' for text, href in links)
     return (
         '<td class="text" data-value="measured"><span class="badge measured">measured</span>'
-        f'<details><summary>run</summary><dl>{"".join(items)}</dl>{link_html}</details></td>'
+        f"<details><summary>run</summary><dl>{''.join(items)}</dl>{link_html}</details></td>"
     )
 
 
@@ -179,14 +179,16 @@ def _pairwise_table(board: Board) -> str:
             elif t.p_value is None:
                 cells.append('<td><span class="na">no common pairs</span></td>')
             else:
-                cells.append(f"<td>p = {t.p_value:.3g}<span class=\"ci\">{t.a_only} : {t.b_only} of {t.n_common}</span></td>")
+                cells.append(
+                    f'<td>p = {t.p_value:.3g}<span class="ci">{t.a_only} : {t.b_only} of {t.n_common}</span></td>'
+                )
         body.append(f'<tr><th scope="row">{esc(label)}</th>{"".join(cells)}</tr>')
     return (
         '<details><summary>The same tests as a table</summary><div class="table-wrap">'
         '<table class="plain"><caption>Exact McNemar p-values on the pairs both models were scored on; '
         "below each, pairs only the row model got right : pairs only the column model got right, "
         "of the common pairs. No correction for multiple comparisons.</caption>"
-        f'<thead><tr><td></td>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div></details>'
+        f"<thead><tr><td></td>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div></details>"
     )
 
 
@@ -212,7 +214,9 @@ def _board(board: Board, ref_ids: dict[str, int]) -> str:
     has_approx = any(r.entry.overall.ci_approx for r in board.rows)
     notes = ["≈: the rank's 95 % CI overlaps another row's."]
     if has_approx:
-        notes.append("†: approximate CI for a reported number without pair counts, at the paper's ~2K pairs or the stated benchmark size.")
+        notes.append(
+            "†: approximate CI for a reported number without pair counts, at the paper's ~2K pairs or the stated benchmark size."
+        )
     parts = [
         f'<section class="board" id="{board.slug}" aria-labelledby="{board.slug}-title">',
         f'<h2 id="{board.slug}-title">{esc(board.benchmark)}</h2>',
@@ -269,7 +273,12 @@ def render_index(
 
 
 def render_gallery(
-    title: str, benchmark: str, hard: dict[str, list[HardPair]], thumbs: dict[tuple, tuple[int, int]], version: str, stamp: str | None
+    title: str,
+    benchmark: str,
+    hard: dict[str, list[HardPair]],
+    thumbs: dict[tuple, tuple[int, int]],
+    version: str,
+    stamp: str | None,
 ) -> str:
     """The hard-pairs page: one section per scenario, anchored by the scenario key."""
     sections = []
@@ -280,7 +289,7 @@ def render_gallery(
             width, height = thumbs[pair.key]
             answers = "".join(
                 f'<li class="{"right" if ok else "wrong"}">{esc(label)}: '
-                f'{"right (closer point)" if ok else "wrong (other point, or a tie)"}</li>'
+                f"{'right (closer point)' if ok else 'wrong (other point, or a tie)'}</li>"
                 for label, ok in pair.answers
             )
             alt = f"{image}, pair {index}: blue circle marks the closer point, orange square the other"
@@ -295,5 +304,10 @@ def render_gallery(
         )
     nav = _nav([(scenario_label(s), f"#{s}") for s in hard])
     return _template("gallery.html").substitute(
-        title=esc(title), benchmark=esc(benchmark), nav=nav, sections="\n".join(sections), version=esc(version), stamp=_stamp(stamp)
+        title=esc(title),
+        benchmark=esc(benchmark),
+        nav=nav,
+        sections="\n".join(sections),
+        version=esc(version),
+        stamp=_stamp(stamp),
     )

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from da2k.benchmark import SCENARIOS
 from da2k.errors import Da2kError
 from da2k.results import SCHEMA
 from da2k.scoring import wilson_ci
@@ -221,8 +220,7 @@ def load_result(path: str | Path) -> Entry:
         pairs_path = path.parent / name
         if not pairs_path.is_file():
             raise Da2kError(
-                f"{path}: its pairs file {pairs_path} is missing; copy it next to the JSON "
-                "or remove 'pairs_file'"
+                f"{path}: its pairs file {pairs_path} is missing; copy it next to the JSON or remove 'pairs_file'"
             )
 
     details = {}

@@ -20,6 +20,7 @@ from pathlib import Path
 from PIL import Image
 
 from da2k import __version__
+from da2k.benchmark import SCENARIOS
 from da2k.errors import Da2kError
 from da2k.leaderboard import figures
 from da2k.leaderboard.gallery import load_annotations, make_thumbnail, select_hard_pairs, thumb_name
@@ -27,7 +28,7 @@ from da2k.leaderboard.pairs import PairKey, PairOutcome, read_pairs
 from da2k.leaderboard.paper import load_paper_tables
 from da2k.leaderboard.ranking import mcnemar_matrix, rank_entries
 from da2k.leaderboard.render import Board, FigureView, render_gallery, render_index
-from da2k.leaderboard.results import SCENARIOS, Entry, find_result_files, load_result
+from da2k.leaderboard.results import Entry, find_result_files, load_result
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,9 @@ def _check_out(out: Path) -> None:
         if not out.is_dir():
             raise Da2kError(f"{out} is a file; --out needs a folder")
         if any(out.iterdir()) and not (out / MARKER).is_file():
-            raise Da2kError(f"{out} is not empty and was not made by 'da2k leaderboard build'; pick an empty or new --out")
+            raise Da2kError(
+                f"{out} is not empty and was not made by 'da2k leaderboard build'; pick an empty or new --out"
+            )
 
 
 def _swap_in(tmp: Path, out: Path) -> None:
@@ -182,7 +185,9 @@ def _render_site(
         with_scen = [k for k, r in enumerate(rows) if r.entry.scenarios]
         board.figures.append(
             _figure(
-                out, f"figures/{slug}-overall.png", figures.overall_accuracy(rows, labels),
+                out,
+                f"figures/{slug}-overall.png",
+                figures.overall_accuracy(rows, labels),
                 f"Dot plot of overall accuracy with 95 % confidence intervals for {len(rows)} rows of {bench}; the table above has the same numbers.",
                 "Overall accuracy, 95 % CI as bars. Circles: measured; open squares: reported (dashed bars: approximate CI).",
             )
@@ -190,8 +195,11 @@ def _render_site(
         if with_scen:
             board.figures.append(
                 _figure(
-                    out, f"figures/{slug}-scenarios.png",
-                    figures.scenario_heatmap([rows[k] for k in with_scen], [labels[k] for k in with_scen], board.scenarios),
+                    out,
+                    f"figures/{slug}-scenarios.png",
+                    figures.scenario_heatmap(
+                        [rows[k] for k in with_scen], [labels[k] for k in with_scen], board.scenarios
+                    ),
                     f"Heatmap of per-scenario accuracy for {len(with_scen)} rows of {bench}; the table above has the same numbers.",
                     "Accuracy per scenario (cividis scale, lighter is better). Rows without per-scenario numbers are left out.",
                 )
@@ -204,7 +212,9 @@ def _render_site(
             matrix = mcnemar_matrix([outcomes_cache[id(rows[k].entry)] for k in paired])
             board.pairwise = (pair_labels, matrix)
             board.pairwise_figure = _figure(
-                out, f"figures/{slug}-mcnemar.png", figures.mcnemar_figure(pair_labels, matrix),
+                out,
+                f"figures/{slug}-mcnemar.png",
+                figures.mcnemar_figure(pair_labels, matrix),
                 f"Matrix of exact McNemar p-values between {len(paired)} measured models of {bench}; the table below has the same numbers.",
                 "Exact McNemar test on the pairs both models were scored on (matched by image and pair index). "
                 "Darker cells: stronger evidence that the two models differ. No multiple-comparison correction.",
@@ -233,12 +243,13 @@ def _build_gallery(
         paired = [
             (label, row.entry)
             for label, row in zip(board.labels, board.rows)
-            if row.entry.pairs_path is not None
-            and row.entry.details.get("annotations_sha256", sha) == sha
+            if row.entry.pairs_path is not None and row.entry.details.get("annotations_sha256", sha) == sha
         ]
         if not paired:
             continue
-        hard = select_hard_pairs([l for l, _ in paired], [outcomes_cache[id(e)] for _, e in paired], per_scenario)
+        hard = select_hard_pairs(
+            [loaded for loaded, _ in paired], [outcomes_cache[id(e)] for _, e in paired], per_scenario
+        )
         if not hard:
             log.info("no pair of %s was missed by any model: no hard-pairs gallery", board.benchmark)
             return False

@@ -1,8 +1,8 @@
 """Depth Anything V1/V2 (DINOv2 + DPT), relative and metric, matching the official code.
 
-    from da2k.models import build_model, infer
-    model = build_model("vits", weights="depth_anything_v2_vits.pth")
-    depth = infer(model, "photo.jpg")          # (H, W) disparity-like tensor
+from da2k.models import build_model, infer
+model = build_model("vits", weights="depth_anything_v2_vits.pth")
+depth = infer(model, "photo.jpg")          # (H, W) disparity-like tensor
 """
 
 from __future__ import annotations

@@ -126,7 +126,9 @@ def infer_lowres(
     return LowRes(values, size, model.variant.align_corners)
 
 
-def infer(model: torch.nn.Module, image: ImageSource, input_size: int = 518, *, precision: str = "fp32") -> torch.Tensor:
+def infer(
+    model: torch.nn.Module, image: ImageSource, input_size: int = 518, *, precision: str = "fp32"
+) -> torch.Tensor:
     """(H, W) float32 prediction at the original image size (EXIF applied), as the official
     `infer_image`: disparity-like for relative variants, metres for metric ones."""
     return infer_lowres(model, image, input_size, precision=precision).upsample()

@@ -35,4 +35,3 @@ def deterministic_tensor(name: str, shape: tuple[int, ...], dtype: torch.dtype) 
 def deterministic_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The deterministic weights for every entry of `model.state_dict()`."""
     return {k: deterministic_tensor(k, tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
-

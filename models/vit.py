@@ -175,9 +175,7 @@ class VisionTransformer(nn.Module):
         patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, -1)
         return torch.cat((pos[:, :1].float(), patch_pos), dim=1).to(pos.dtype)
 
-    def intermediate_layers(
-        self, x: torch.Tensor, layers: tuple[int, ...]
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def intermediate_layers(self, x: torch.Tensor, layers: tuple[int, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Normed (patch tokens (B, N, D), class token (B, D)) after each block in `layers`."""
         grid_h, grid_w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
         tokens = self.patch_embed(x)

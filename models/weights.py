@@ -69,7 +69,7 @@ def remap_state_dict(state: dict) -> dict[str, torch.Tensor]:
         if key in state and isinstance(state[key], dict) and not isinstance(state[key], torch.Tensor):
             state = state[key]
     if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 

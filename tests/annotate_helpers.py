@@ -43,8 +43,14 @@ def seed_store(
                 pixels = np.broadcast_to(ramp, (height, width, 3)).copy()
                 pixels[..., 1] = (i * 37) % 256
                 PILImage.fromarray(pixels).save(path, quality=90)
-            image = Image(sha256=hashlib.sha256(rel.encode()).hexdigest(), root=str(base), path=rel,
-                          scenario=scenario, width=width, height=height)
+            image = Image(
+                sha256=hashlib.sha256(rel.encode()).hexdigest(),
+                root=str(base),
+                path=rel,
+                scenario=scenario,
+                width=width,
+                height=height,
+            )
             s.add(image)
             s.flush()
             for j in range(pairs_per_image):
@@ -52,12 +58,18 @@ def seed_store(
                 if k >= total:
                     break
                 is_gold = k >= n_pairs
-                pair = Pair(image_id=image.id, p1_row=height // 4 + j, p1_col=width // 4, p2_row=3 * height // 4,
-                            p2_col=3 * width // 4 - j,
-                            status=gold_status if is_gold else "needs_human", is_gold=is_gold,
-                            reference_answer="point1" if is_gold else None,
-                            answer="point1" if is_gold and gold_status == "resolved" else None,
-                            source="imported" if is_gold and gold_status == "resolved" else "mined")
+                pair = Pair(
+                    image_id=image.id,
+                    p1_row=height // 4 + j,
+                    p1_col=width // 4,
+                    p2_row=3 * height // 4,
+                    p2_col=3 * width // 4 - j,
+                    status=gold_status if is_gold else "needs_human",
+                    is_gold=is_gold,
+                    reference_answer="point1" if is_gold else None,
+                    answer="point1" if is_gold and gold_status == "resolved" else None,
+                    source="imported" if is_gold and gold_status == "resolved" else "mined",
+                )
                 s.add(pair)
                 s.flush()
                 if not is_gold:

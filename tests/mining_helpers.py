@@ -92,8 +92,19 @@ def slow_expert_specs(tmp: Path, n: int = 2) -> list[str]:
 
 def mine_process(images: Path, db: Path, experts: list[str], *extra: str, delay: float = 0.0) -> subprocess.Popen:
     """`da2k mine` in a separate process whose experts each take `delay` s per image."""
-    args = [sys.executable, "-c", "from da2k.cli import main; main()", "mine", "--images", str(images),
-            "--db", str(db), "--points", "felzenszwalb", *extra]
+    args = [
+        sys.executable,
+        "-c",
+        "from da2k.cli import main; main()",
+        "mine",
+        "--images",
+        str(images),
+        "--db",
+        str(db),
+        "--points",
+        "felzenszwalb",
+        *extra,
+    ]
     for spec in experts:
         args += ["--expert", spec]
     env = {**os.environ, "DA2K_TEST_EXPERT_DELAY": str(delay)}

@@ -12,9 +12,9 @@ import multiprocessing
 import random
 import time
 
+from annotate_helpers import seed_store
 from sqlalchemy import select
 
-from annotate_helpers import seed_store
 from da2k.errors import Da2kError
 from da2k.store import HumanVote, Pair, Store
 from da2k.store.annotate import Presentation, answer_pair, next_pair, waiting_count
@@ -58,8 +58,9 @@ def test_many_annotators_settle_200_pairs_without_double_claims_or_lost_answers(
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
     people = [("ann", 0.0), ("bob", 0.0), ("cy", 0.0), ("dee", 0.0), ("eve", 0.15)]
-    procs = [ctx.Process(target=annotate_all, args=(db, name, abandon, i, out))
-             for i, (name, abandon) in enumerate(people)]
+    procs = [
+        ctx.Process(target=annotate_all, args=(db, name, abandon, i, out)) for i, (name, abandon) in enumerate(people)
+    ]
     for p in procs:
         p.start()
     results = [out.get(timeout=240) for _ in procs]

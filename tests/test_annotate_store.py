@@ -6,9 +6,9 @@ import random
 import time
 
 import pytest
+from annotate_helpers import seed_store
 from sqlalchemy import func, select
 
-from annotate_helpers import seed_store
 from da2k.errors import Da2kError
 from da2k.store import AuditEvent, Claim, HumanVote, Pair, Review, Store
 from da2k.store.annotate import (
@@ -237,8 +237,18 @@ def test_a_manual_pair_is_checked_and_queued_for_humans(store):
 
 def test_fleiss_kappa_matches_the_textbook_example():
     # Fleiss (1971) style example with 10 subjects, 14 raters, 5 categories: kappa = 0.210.
-    table = [[0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-             [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7]]
+    table = [
+        [0, 0, 0, 0, 14],
+        [0, 2, 6, 4, 2],
+        [0, 0, 3, 5, 6],
+        [0, 3, 9, 2, 0],
+        [2, 2, 8, 1, 1],
+        [7, 7, 0, 0, 0],
+        [3, 2, 6, 3, 0],
+        [2, 5, 3, 2, 2],
+        [6, 5, 2, 1, 0],
+        [0, 2, 2, 3, 7],
+    ]
     assert fleiss_kappa(table) == pytest.approx(0.210, abs=5e-4)
     assert fleiss_kappa([[3, 0], [3, 0]]) is None  # one category only
     assert fleiss_kappa([[2, 1], [1, 1]]) is None  # raters differ per item
@@ -334,8 +344,13 @@ def test_the_app_imports_only_the_storage_layer_and_the_cli_not_gradio():
     app_dir = Path(__file__).resolve().parents[1] / "annotator_app"
     for path in app_dir.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             for name in names:
                 if name.startswith("da2k"):
                     assert name.startswith(("da2k.store", "da2k.annotator_app")), f"{path.name} imports {name}"

@@ -11,9 +11,9 @@ import socket
 from pathlib import Path
 
 import pytest
+from annotate_helpers import seed_store
 from sqlalchemy import select
 
-from annotate_helpers import seed_store
 from da2k.store import HumanVote, Pair, Review, Store
 from da2k.store.annotation import record_human_vote
 
@@ -24,8 +24,15 @@ sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword is deprecated")
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} missing: apt-get install -y chromium (CI installs it)", allow_module_level=True)
 
@@ -95,8 +102,10 @@ def wait_for_pair_change(page, before: int) -> int:
 
 def votes(db: Path, annotator: str) -> dict[int, tuple[str, bool, float]]:
     with Store(db) as store, store.read() as s:
-        return {v.pair_id: (v.answer, v.swapped, v.seconds)
-                for v in s.scalars(select(HumanVote).where(HumanVote.annotator == annotator))}
+        return {
+            v.pair_id: (v.answer, v.swapped, v.seconds)
+            for v in s.scalars(select(HumanVote).where(HumanVote.annotator == annotator))
+        }
 
 
 def statuses(db: Path) -> dict[int, str]:
@@ -146,8 +155,9 @@ def test_annotating_with_keys_and_clicks_undo_and_reload(served, page):
     assert set(stored) == set(given)
     for pair_id, shown in given.items():
         answer, swapped, seconds = stored[pair_id]
-        expected = {"A": "point2" if swapped else "point1", "B": "point1" if swapped else "point2",
-                    "unsure": "unsure"}[shown]
+        expected = {"A": "point2" if swapped else "point1", "B": "point1" if swapped else "point2", "unsure": "unsure"}[
+            shown
+        ]
         assert answer == expected and seconds is not None and seconds >= 0
     swaps = [swapped for _, swapped, _ in stored.values()]
     assert 0 < sum(swaps) < len(swaps), "A/B order must be drawn per presentation"
@@ -179,7 +189,7 @@ def test_review_pick_and_stats_tabs(served, page):
 
     page.get_by_role("tab", name="Stats").click()
     page.click("#da2k-stats-refresh")
-    page.wait_for_function("() => document.body.innerText.includes(\"Fleiss' kappa\")")
+    page.wait_for_function('() => document.body.innerText.includes("Fleiss\' kappa")')
     assert page.locator("text=indoor").count() >= 1
 
     # Three people disagree on the last pair (nobody was shown it in the browser).

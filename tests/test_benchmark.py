@@ -70,8 +70,12 @@ def test_images_decode_with_exif_orientation_applied(bench_dir):
 
 
 def test_point_inside_exif_frame_but_outside_stored_frame_is_valid(bench_dir):
-    _rewrite(bench_dir, lambda a: a["images/outdoor/scene001.jpg"].append(
-        {"point1": [2, 60], "point2": [40, 3], "closer_point": "point1"}))
+    _rewrite(
+        bench_dir,
+        lambda a: a["images/outdoor/scene001.jpg"].append(
+            {"point1": [2, 60], "point2": [40, 3], "closer_point": "point1"}
+        ),
+    )
     report = validate(load_benchmark(bench_dir))
     assert report.ok, [str(p) for p in report.problems]
 

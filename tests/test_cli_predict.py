@@ -38,7 +38,9 @@ def _run(*args):
 def test_predict_writes_one_map_per_image_and_reports_the_corrupt_one(photos, tmp_path):
     root, weights = photos
     out = tmp_path / "out"
-    result = _run(root, "--model", "vit-tiny", "--weights", weights, "--input-size", "56", "--out", out, "--device", "cpu")
+    result = _run(
+        root, "--model", "vit-tiny", "--weights", weights, "--input-size", "56", "--out", out, "--device", "cpu"
+    )
     assert result.exit_code == 1
     assert "corrupt.jpg" in result.output and "1 image(s) failed" in result.output
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.npy")) == ["demo01.npy", "sub/small.npy"]
@@ -50,7 +52,19 @@ def test_predict_writes_one_map_per_image_and_reports_the_corrupt_one(photos, tm
 def test_predict_refuses_to_overwrite_unless_asked(photos, tmp_path):
     root, weights = photos
     image = root / "sub" / "small.png"
-    args = (image, "--model", "vit-tiny", "--weights", weights, "--input-size", "56", "--out", tmp_path, "--format", "png16")
+    args = (
+        image,
+        "--model",
+        "vit-tiny",
+        "--weights",
+        weights,
+        "--input-size",
+        "56",
+        "--out",
+        tmp_path,
+        "--format",
+        "png16",
+    )
     assert _run(*args).exit_code == 0
     before = (tmp_path / "small.png").read_bytes()
     refused = _run(*args)
@@ -63,7 +77,19 @@ def test_predict_refuses_to_overwrite_unless_asked(photos, tmp_path):
 
 def test_color_format_writes_rgb_previews(photos, tmp_path):
     root, weights = photos
-    result = _run(root / "sub", "--model", "vit-tiny", "--weights", weights, "--input-size", "42", "--out", tmp_path, "--format", "color")
+    result = _run(
+        root / "sub",
+        "--model",
+        "vit-tiny",
+        "--weights",
+        weights,
+        "--input-size",
+        "42",
+        "--out",
+        tmp_path,
+        "--format",
+        "color",
+    )
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "small.png").mode == "RGB"
 

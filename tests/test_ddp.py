@@ -58,7 +58,10 @@ def test_stopping_and_resuming_reproduces_the_uninterrupted_run_exactly(runs):
     for key in straight:
         assert torch.equal(straight[key], resumed[key]), key
     # ... and the training actually moved the weights (a no-op run would also be "exact").
-    assert runs["first_half"]["weights_sha256"][0] != json.loads((runs["root"] / "resumed" / "ranks.json").read_text())["weights_sha256"][0]
+    assert (
+        runs["first_half"]["weights_sha256"][0]
+        != json.loads((runs["root"] / "resumed" / "ranks.json").read_text())["weights_sha256"][0]
+    )
 
 
 def test_resumed_log_has_each_step_once_with_the_same_losses(runs):
@@ -83,7 +86,9 @@ def test_pseudo_labelling_under_torchrun_splits_images_between_ranks(tmp_path):
         shutil.which("da2k", path=bindir) or "da2k", "pseudo-label", "--teacher", str(teacher), "--encoder", "vit-tiny",
         "--images", str(tmp_path / "real" / "images"), "--out", str(tmp_path / "pseudo"), "--input-size", "28", "--device", "cpu",
     ]  # fmt: skip
-    proc = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240, check=False)
+    proc = subprocess.run(
+        cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=240, check=False
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     parts = {p.name: len(p.read_text().splitlines()) for p in (tmp_path / "pseudo" / "parts").glob("*.jsonl")}
     assert parts == {"rank-0.jsonl": 3, "rank-1.jsonl": 2}

@@ -14,8 +14,17 @@ from da2k.predictors import PrecomputedPredictor, PythonPredictor
 from da2k.synthetic import make_benchmark, write_maps
 
 RESULT_FIELDS = {
-    "schema", "provenance", "model", "benchmark", "scenarios", "overall", "pairs_file",
-    "toolkit_version", "hardware", "wall_time_s", "date",
+    "schema",
+    "provenance",
+    "model",
+    "benchmark",
+    "scenarios",
+    "overall",
+    "pairs_file",
+    "toolkit_version",
+    "hardware",
+    "wall_time_s",
+    "date",
 }
 
 
@@ -49,7 +58,9 @@ def _timeless(result: dict) -> dict:
 
 def test_precomputed_ground_truth_end_to_end(synth, tmp_path):
     out = tmp_path / "results"
-    r = _run("--model", f"precomputed:{synth.depth_dir}", "--kind", "depth", "--data", str(synth.root), "--out", str(out))
+    r = _run(
+        "--model", f"precomputed:{synth.depth_dir}", "--kind", "depth", "--data", str(synth.root), "--out", str(out)
+    )
     assert r.exit_code == 0, r.output
     result = _load(out, "depth-bench")
     assert RESULT_FIELDS <= set(result) and result["provenance"] == "measured"
@@ -62,7 +73,13 @@ def test_precomputed_ground_truth_end_to_end(synth, tmp_path):
     assert "overall" in r.output and "100.0 %" in r.output
     rows = _rows(out, "depth-bench")
     assert len(rows) == 24 and rows[0].keys() == {
-        "image", "pair_index", "scenario", "value_closer", "value_other", "correct"}
+        "image",
+        "pair_index",
+        "scenario",
+        "value_closer",
+        "value_other",
+        "correct",
+    }
     assert all(float(row["value_closer"]) > float(row["value_other"]) and row["correct"] == "1" for row in rows)
 
 
@@ -70,8 +87,20 @@ def test_our_model_end_to_end_matches_the_full_resolution_map(synth, tmp_path, t
     from da2k.models import build_model, infer
 
     out = tmp_path / "results"
-    r = _run("--model", "vit-tiny", "--weights", str(tiny_weights), "--data", str(synth.root), "--out", str(out),
-             "--device", "cpu", "--precision", "fp32")
+    r = _run(
+        "--model",
+        "vit-tiny",
+        "--weights",
+        str(tiny_weights),
+        "--data",
+        str(synth.root),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+    )
     assert r.exit_code == 0, r.output
     result = _load(out, "vit-tiny-bench")
     assert result["model"]["id"] == "vit-tiny" and result["model"]["input_size"] == 224
@@ -128,8 +157,18 @@ def test_a_killed_run_resumes_without_recomputing(synth, tmp_path, monkeypatch):
 
 
 def test_cache_inside_out_is_refused(synth, tmp_path):
-    r = _run("--model", f"precomputed:{synth.depth_dir}", "--kind", "depth", "--data", str(synth.root),
-             "--out", str(tmp_path / "res"), "--cache-dir", str(tmp_path / "res" / "cache"))
+    r = _run(
+        "--model",
+        f"precomputed:{synth.depth_dir}",
+        "--kind",
+        "depth",
+        "--data",
+        str(synth.root),
+        "--out",
+        str(tmp_path / "res"),
+        "--cache-dir",
+        str(tmp_path / "res" / "cache"),
+    )
     assert r.exit_code == 1 and "inside --out" in r.output
 
 
@@ -158,7 +197,16 @@ def _break(root: Path) -> None:
 def test_broken_benchmark_is_refused_then_scored_with_skip_invalid(synth, tmp_path):
     _break(synth.root)
     out = tmp_path / "results"
-    base = ["--model", f"precomputed:{synth.depth_dir}", "--kind", "depth", "--data", str(synth.root), "--out", str(out)]
+    base = [
+        "--model",
+        f"precomputed:{synth.depth_dir}",
+        "--kind",
+        "depth",
+        "--data",
+        str(synth.root),
+        "--out",
+        str(out),
+    ]
     refused = _run(*base)
     assert refused.exit_code == 1 and not out.exists()
     assert "images/indoor/scene000.png pair 0:" in refused.output and "pair 1:" in refused.output
@@ -176,20 +224,36 @@ def test_broken_benchmark_is_refused_then_scored_with_skip_invalid(synth, tmp_pa
     allowed = _run(*base, "--skip-invalid", "--allow-scenario", "mystery")
     assert allowed.exit_code == 0
     result = _load(out, "depth-bench")
-    assert result["scenarios"]["mystery"] == {"n": 3, "correct": 3, "accuracy": 1.0, "ci95": result["scenarios"]["mystery"]["ci95"]}
+    assert result["scenarios"]["mystery"] == {
+        "n": 3,
+        "correct": 3,
+        "accuracy": 1.0,
+        "ci95": result["scenarios"]["mystery"]["ci95"],
+    }
     assert list(result["scenarios"])[-1] == "mystery" and result["skipped_invalid"]["pairs"] == 3
 
 
 def test_ties_count_as_wrong_end_to_end(synth, tmp_path):
     maps = write_maps(synth, tmp_path / "flat", lambda d: np.where(d > 0, 1.0, 0.0))
-    r = _run("--model", f"precomputed:{maps}", "--kind", "disparity", "--data", str(synth.root), "--out", str(tmp_path / "o"))
+    r = _run(
+        "--model", f"precomputed:{maps}", "--kind", "disparity", "--data", str(synth.root), "--out", str(tmp_path / "o")
+    )
     assert r.exit_code == 0
     assert _load(tmp_path / "o", "flat-bench")["overall"]["correct"] == 0
 
 
 def test_scenarios_and_limit_select_images(synth, tmp_path):
     out = tmp_path / "o"
-    base = ["--model", f"precomputed:{synth.depth_dir}", "--kind", "depth", "--data", str(synth.root), "--out", str(out)]
+    base = [
+        "--model",
+        f"precomputed:{synth.depth_dir}",
+        "--kind",
+        "depth",
+        "--data",
+        str(synth.root),
+        "--out",
+        str(out),
+    ]
     assert _run(*base, "--scenarios", "indoor,aerial").exit_code == 0
     result = _load(out, "depth-bench-indoor+aerial")
     assert set(result["scenarios"]) == {"indoor", "aerial"} and result["overall"]["n"] == 12
@@ -216,7 +280,9 @@ def test_compare_prints_the_paired_test(synth, tmp_path):
     out = tmp_path / "o"
     base = ["--data", str(synth.root), "--out", str(out)]
     assert _run("--model", f"precomputed:{synth.depth_dir}", "--kind", "depth", *base).exit_code == 0
-    assert _run("--model", f"precomputed:{synth.depth_dir}", "--kind", "disparity", "--run", "wrong", *base).exit_code == 0
+    assert (
+        _run("--model", f"precomputed:{synth.depth_dir}", "--kind", "disparity", "--run", "wrong", *base).exit_code == 0
+    )
     r = CliRunner().invoke(main, ["compare", str(out / "depth-bench.json"), str(out / "wrong.json")])
     assert r.exit_code == 0, r.output
     overall = next(line for line in r.output.splitlines() if line.startswith("overall"))

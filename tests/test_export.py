@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
+from mining_helpers import make_scenes
 from sqlalchemy import select
 
 from da2k.benchmark import load_benchmark, validate
@@ -16,7 +17,6 @@ from da2k.export import export_benchmark, import_benchmark
 from da2k.mine import mine
 from da2k.store import Image, Pair, Store
 from da2k.store.annotation import record_human_vote
-from mining_helpers import make_scenes
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,15 @@ def mined(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     scenes = make_scenes(root)
     store = Store(root / "m.db")
-    mine(store, scenes.images, scenes.specs("gt", "noisy", "flipped"), pairs_per_image=4, audit_rate=0.0,
-         points="felzenszwalb", progress=False)
+    mine(
+        store,
+        scenes.images,
+        scenes.specs("gt", "noisy", "flipped"),
+        pairs_per_image=4,
+        audit_rate=0.0,
+        points="felzenszwalb",
+        progress=False,
+    )
     with store.read() as s:
         waiting = list(s.scalars(select(Pair.id).where(Pair.status == "needs_human").order_by(Pair.id)))
     for annotator in ("a", "b", "c"):
@@ -39,7 +46,9 @@ def mined(tmp_path_factory):
 
 def exported_pairs(out) -> set[tuple]:
     data = json.loads((out / "annotations.json").read_text())
-    return {(key, tuple(p["point1"]), tuple(p["point2"]), p["closer_point"]) for key, pairs in data.items() for p in pairs}
+    return {
+        (key, tuple(p["point1"]), tuple(p["point2"]), p["closer_point"]) for key, pairs in data.items() for p in pairs
+    }
 
 
 def test_export_holds_only_settled_pairs_with_the_closer_point_first(mined, tmp_path):
@@ -48,7 +57,8 @@ def test_export_holds_only_settled_pairs_with_the_closer_point_first(mined, tmp_
     with store.read() as s:
         settled = s.execute(
             select(Image.path, Pair.p1_row, Pair.p1_col, Pair.p2_row, Pair.p2_col, Pair.answer, Pair.id)
-            .join(Image, Pair.image_id == Image.id).where(Pair.status.in_(("auto_agreed", "resolved")))
+            .join(Image, Pair.image_id == Image.id)
+            .where(Pair.status.in_(("auto_agreed", "resolved")))
         ).all()
     expected = set()
     for path, a, b, c, d, answer, pair_id in settled:
@@ -75,8 +85,20 @@ def test_export_passes_validate_and_scores_with_evaluate(mined, tmp_path):
     accuracy = {}
     for name in ("gt", "constant"):
         maps = scenes.maps[name].parent
-        result = runner.invoke(main, ["evaluate", "--model", f"precomputed:{maps}", "--kind", "depth",
-                                      "--data", str(out), "--out", str(tmp_path / "results")])
+        result = runner.invoke(
+            main,
+            [
+                "evaluate",
+                "--model",
+                f"precomputed:{maps}",
+                "--kind",
+                "depth",
+                "--data",
+                str(out),
+                "--out",
+                str(tmp_path / "results"),
+            ],
+        )
         assert result.exit_code == 0, result.output
         accuracy[name] = json.loads((tmp_path / "results" / f"{name}-bench.json").read_text())["overall"]
     n_pairs = len(exported_pairs(out))
@@ -123,7 +145,6 @@ def test_import_of_a_zip_extracts_its_images(tmp_path):
         export_benchmark(store, tmp_path / "out", progress=False)
     assert report.pairs_added == load_benchmark(scenes.bench.root).n_pairs
     assert validate(load_benchmark(tmp_path / "out")).ok
-
 
 
 def test_export_finds_moved_images_under_images_root(mined, tmp_path):

@@ -15,11 +15,11 @@ from da2k.models import (
     build_model,
     infer,
     infer_lowres,
+    inference,
     load_image,
     network_size,
     predict,
 )
-from da2k.models import inference
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_v1_maps_back_with_align_corners_false():
 def test_unreadable_images_raise_a_model_error_naming_the_file(tmp_path, content):
     path = tmp_path / "bad.jpg"
     if content is None:
-        full = (tmp_path / "full.jpg")
+        full = tmp_path / "full.jpg"
         Image.fromarray(_photo(200, 200)).save(full, quality=95)
         content = full.read_bytes()[: len(full.read_bytes()) // 2]  # truncated JPEG
     path.write_bytes(content)

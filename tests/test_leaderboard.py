@@ -125,9 +125,14 @@ def test_table_cells_match_the_result_files(site):
 def test_paper_rows_ship_with_the_package_and_their_citation():
     entries = {e.name: e for e in load_paper_tables()}
     table3 = {
-        "Marigold": 86.8, "GeoWizard": 88.1, "DepthFM": 85.8, "Depth Anything V1": 88.5,
-        "Depth Anything V2 ViT-S": 95.3, "Depth Anything V2 ViT-B": 97.0,
-        "Depth Anything V2 ViT-L": 97.1, "Depth Anything V2 ViT-G": 97.4,
+        "Marigold": 86.8,
+        "GeoWizard": 88.1,
+        "DepthFM": 85.8,
+        "Depth Anything V1": 88.5,
+        "Depth Anything V2 ViT-S": 95.3,
+        "Depth Anything V2 ViT-B": 97.0,
+        "Depth Anything V2 ViT-L": 97.1,
+        "Depth Anything V2 ViT-G": 97.4,
     }
     assert {n: round(100 * e.overall.accuracy, 1) for n, e in entries.items()} == table3
     assert all(e.provenance == "reported" and "Depth Anything V2" in e.citation for e in entries.values())
@@ -161,11 +166,13 @@ def _entry(name: str, acc: float, ci: tuple[float, float] | None) -> Entry:
 
 
 def test_rank_is_shared_with_approx_sign_only_when_intervals_overlap():
-    rows = rank_entries([
-        _entry("c", 0.80, (0.78, 0.82)),
-        _entry("a", 0.97, (0.96, 0.98)),
-        _entry("b", 0.965, (0.955, 0.975)),
-    ])
+    rows = rank_entries(
+        [
+            _entry("c", 0.80, (0.78, 0.82)),
+            _entry("a", 0.97, (0.96, 0.98)),
+            _entry("b", 0.965, (0.955, 0.975)),
+        ]
+    )
     assert [(r.entry.name, r.rank, r.tied) for r in rows] == [("a", 1, True), ("b", 1, True), ("c", 3, False)]
 
 
@@ -276,7 +283,10 @@ def _bad(tmp_path: Path, name: str, text: str) -> Path:
         ("{not json", "not valid JSON"),
         ('{"schema": "something/else"}', "schema is 'something/else'"),
         ("[1, 2]", "must be an object"),
-        (json.dumps({**json.loads((FIXTURES / "vitl.json").read_text()), "overall": {"accuracy": 97.1}}), "not a fraction"),
+        (
+            json.dumps({**json.loads((FIXTURES / "vitl.json").read_text()), "overall": {"accuracy": 97.1}}),
+            "not a fraction",
+        ),
         (json.dumps({**json.loads((FIXTURES / "acme-reported.json").read_text()), "citation": None}), "citation"),
     ],
 )
@@ -314,14 +324,20 @@ def test_stamp_is_the_only_clock_in_the_output(tmp_path):
 def test_add_result_copies_the_file_and_its_pairs_and_refuses_to_overwrite(tmp_path):
     runner = CliRunner()
     target = tmp_path / "results"
-    result = runner.invoke(main, ["leaderboard", "add-result", str(FIXTURES / "vits.json"), "--results-dir", str(target)])
+    result = runner.invoke(
+        main, ["leaderboard", "add-result", str(FIXTURES / "vits.json"), "--results-dir", str(target)]
+    )
     assert result.exit_code == 0, result.output
     assert "overall 81.2%" in result.output
     assert (target / "vits.json").read_bytes() == (FIXTURES / "vits.json").read_bytes()
     assert (target / "vits.pairs.csv").is_file()
-    again = runner.invoke(main, ["leaderboard", "add-result", str(FIXTURES / "vits.json"), "--results-dir", str(target)])
+    again = runner.invoke(
+        main, ["leaderboard", "add-result", str(FIXTURES / "vits.json"), "--results-dir", str(target)]
+    )
     assert again.exit_code == 1 and "--force" in again.output
-    forced = runner.invoke(main, ["leaderboard", "add-result", str(FIXTURES / "vits.json"), "--results-dir", str(target), "--force"])
+    forced = runner.invoke(
+        main, ["leaderboard", "add-result", str(FIXTURES / "vits.json"), "--results-dir", str(target), "--force"]
+    )
     assert forced.exit_code == 0
     built = runner.invoke(main, ["leaderboard", "build", str(target), "--out", str(tmp_path / "site"), "--no-reported"])
     assert built.exit_code == 0, built.output
@@ -330,14 +346,16 @@ def test_add_result_copies_the_file_and_its_pairs_and_refuses_to_overwrite(tmp_p
 
 def test_pairs_file_may_name_the_image_column_key(tmp_path):
     text = (FIXTURES / "vits.pairs.csv").read_text().replace("image,pair_index", "key,pair_index", 1)
-    (tmp_path / "vits.pairs.csv").write_text(text.replace("\n", ",point1\n").replace("correct,point1", "correct,closer_point"))
+    (tmp_path / "vits.pairs.csv").write_text(
+        text.replace("\n", ",point1\n").replace("correct,point1", "correct,closer_point")
+    )
     outcomes = read_pairs(tmp_path / "vits.pairs.csv")
     assert len(outcomes) == 16 and outcomes[("images/aerial/aerial-1.jpg", 1)].correct is False
 
 
 def test_readme_example_of_a_reported_result_is_valid(tmp_path):
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index("## Leaderboard"):]
+    section = readme[readme.index("## Leaderboard") :]
     example = re.search(r"```json\n(.*?)```", section, re.S).group(1)
     entry = load_result(_bad(tmp_path, "mine.json", example))
     assert entry.provenance == "reported" and entry.overall.ci_approx

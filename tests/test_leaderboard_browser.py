@@ -11,14 +11,19 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
+from test_leaderboard import FIXTURES, make_bench
 
 from da2k.leaderboard import build_site
-from test_leaderboard import FIXTURES, make_bench
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
-    "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync",
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
 ]
 
 if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
@@ -119,7 +124,9 @@ def test_gallery_page_loads_its_thumbnails(browser, site):
     assert thumbs.count() > 0
     for k in range(thumbs.count()):  # lazy images load once scrolled into view
         thumbs.nth(k).scroll_into_view_if_needed()
-        thumbs.nth(k).evaluate("i => i.complete || new Promise(r => { i.addEventListener('load', r); i.addEventListener('error', r); })")
+        thumbs.nth(k).evaluate(
+            "i => i.complete || new Promise(r => { i.addEventListener('load', r); i.addEventListener('error', r); })"
+        )
         assert thumbs.nth(k).evaluate("i => i.naturalWidth") > 0
     assert all(url.startswith("file://") for url in requests)
     page.close()

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from da2k.models.train.losses import (
     SiLogLoss,
     SSIGradientLoss,
@@ -105,7 +106,9 @@ def test_silog_is_zero_for_identical_maps_and_invariant_to_scale_when_lambda_is_
     _, target, mask = _maps()
     assert float(silog(target, target, mask)) == 0.0
     pred = target * torch.exp(0.1 * torch.randn_like(target))
-    assert math.isclose(float(silog(3.0 * pred, target, mask, lam=1.0)), float(silog(pred, target, mask, lam=1.0)), rel_tol=1e-9)
+    assert math.isclose(
+        float(silog(3.0 * pred, target, mask, lam=1.0)), float(silog(pred, target, mask, lam=1.0)), rel_tol=1e-9
+    )
     assert float(silog(3.0 * pred, target, mask, lam=0.5)) > float(silog(pred, target, mask, lam=0.5))
 
 

@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from mining_helpers import make_scenes, mine_process, slow_expert_specs
 from PIL import Image
 from sqlalchemy import func, select
 
 from da2k.cli import main
 from da2k.mine import mine, parse_expert, parse_shard, scan_images
 from da2k.points import image_rng, propose_pairs
-from da2k.store import ExpertImage, ExpertRun, ExpertVote, Image as ImageRow, Pair, Store
+from da2k.store import ExpertImage, ExpertRun, ExpertVote, Pair, Store
+from da2k.store import Image as ImageRow
 from da2k.store.stats import store_stats
-from mining_helpers import make_scenes, mine_process, slow_expert_specs
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MINE = dict(pairs_per_image=4, points="felzenszwalb", progress=False)
@@ -34,9 +35,17 @@ def pair_rows(store: Store) -> list[tuple]:
     """Every pair with its image, status, gold flag and answers, in a stable order."""
     with store.read() as s:
         rows = s.execute(
-            select(ImageRow.sha256, Pair.p1_row, Pair.p1_col, Pair.p2_row, Pair.p2_col, Pair.status,
-                   Pair.is_gold, Pair.reference_answer, Pair.answer)
-            .join(ImageRow, Pair.image_id == ImageRow.id)
+            select(
+                ImageRow.sha256,
+                Pair.p1_row,
+                Pair.p1_col,
+                Pair.p2_row,
+                Pair.p2_col,
+                Pair.status,
+                Pair.is_gold,
+                Pair.reference_answer,
+                Pair.answer,
+            ).join(ImageRow, Pair.image_id == ImageRow.id)
         ).all()
     return sorted(tuple(r) for r in rows)
 
@@ -45,9 +54,18 @@ def votes_by_expert(store: Store) -> dict[str, dict[tuple, tuple]]:
     """expert spec -> {(image rel path, point1, point2): (closer, margin)}."""
     with store.read() as s:
         rows = s.execute(
-            select(ExpertRun.spec, ImageRow.path, Pair.p1_row, Pair.p1_col, Pair.p2_row, Pair.p2_col,
-                   ExpertVote.closer, ExpertVote.margin)
-            .join(Pair, ExpertVote.pair_id == Pair.id).join(ImageRow, Pair.image_id == ImageRow.id)
+            select(
+                ExpertRun.spec,
+                ImageRow.path,
+                Pair.p1_row,
+                Pair.p1_col,
+                Pair.p2_row,
+                Pair.p2_col,
+                ExpertVote.closer,
+                ExpertVote.margin,
+            )
+            .join(Pair, ExpertVote.pair_id == Pair.id)
+            .join(ImageRow, Pair.image_id == ImageRow.id)
             .join(ExpertRun, ExpertVote.expert_run_id == ExpertRun.id)
         ).all()
     out: dict[str, dict[tuple, tuple]] = {}
@@ -140,8 +158,19 @@ def test_unreadable_and_duplicate_files_are_reported_and_skipped(scenes, tmp_pat
     shutil.copytree(scenes.maps["gt"], tmp_path / "gt")
     shutil.copy(scenes.maps["gt"] / "indoor" / (first.stem + ".npy"), tmp_path / "gt" / "indoor" / "copy.npy")
     specs = [f"precomputed:{tmp_path / 'gt'};kind=depth", slow_expert_specs(tmp_path, 1)[0]]
-    result = CliRunner().invoke(main, ["mine", "--images", str(images), "--db", str(tmp_path / "m.db"),
-                                       "--points", "felzenszwalb", *sum((["--expert", s] for s in specs), [])])
+    result = CliRunner().invoke(
+        main,
+        [
+            "mine",
+            "--images",
+            str(images),
+            "--db",
+            str(tmp_path / "m.db"),
+            "--points",
+            "felzenszwalb",
+            *sum((["--expert", s] for s in specs), []),
+        ],
+    )
     assert result.exit_code == 1
     assert "broken.jpg" in result.output and "1 duplicates" in result.output
     with Store(tmp_path / "m.db") as store:
@@ -235,7 +264,10 @@ def test_shard_and_expert_options_parse(monkeypatch):
     monkeypatch.setenv("RANK", "2")
     monkeypatch.setenv("WORLD_SIZE", "3")
     assert parse_shard(None) == (2, 3)
-    assert parse_expert("precomputed:/m;kind=depth;input_size=392") == ("precomputed:/m", {"kind": "depth", "input_size": 392})
+    assert parse_expert("precomputed:/m;kind=depth;input_size=392") == (
+        "precomputed:/m",
+        {"kind": "depth", "input_size": 392},
+    )
     from da2k.errors import Da2kError
 
     with pytest.raises(Da2kError):
@@ -259,8 +291,23 @@ def test_real_photos_end_to_end_with_vit_tiny_experts(tmp_path):
         specs += ["--expert", f"vit-tiny;weights={path};input_size=140"]
     db = tmp_path / "photos.db"
     runner = CliRunner()
-    result = runner.invoke(main, ["mine", "--images", str(tmp_path / "photos"), "--db", str(db), "--points",
-                                  "felzenszwalb", "--pairs-per-image", "4", "--min-margin", "0", *specs])
+    result = runner.invoke(
+        main,
+        [
+            "mine",
+            "--images",
+            str(tmp_path / "photos"),
+            "--db",
+            str(db),
+            "--points",
+            "felzenszwalb",
+            "--pairs-per-image",
+            "4",
+            "--min-margin",
+            "0",
+            *specs,
+        ],
+    )
     assert result.exit_code == 0, result.output
     with Store(db) as store:
         stats = store_stats(store)
@@ -283,11 +330,20 @@ def tiny_sam(folder: Path) -> Path:
         from transformers import SamImageProcessor as ImageProcessor
 
     config = SamConfig(
-        vision_config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=1, mlp_dim=32,
-                           output_channels=16, global_attn_indexes=[0], num_pos_feats=8, image_size=256),
+        vision_config=dict(
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=1,
+            mlp_dim=32,
+            output_channels=16,
+            global_attn_indexes=[0],
+            num_pos_feats=8,
+            image_size=256,
+        ),
         prompt_encoder_config=dict(hidden_size=16, mask_input_channels=4, image_size=256),
-        mask_decoder_config=dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=1, mlp_dim=32,
-                                 iou_head_hidden_dim=16),
+        mask_decoder_config=dict(
+            hidden_size=16, num_hidden_layers=1, num_attention_heads=1, mlp_dim=32, iou_head_hidden_dim=16
+        ),
     )
     torch.manual_seed(0)
     SamModel(config).save_pretrained(folder)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from official import FIXTURES, official_keys, reference, reference_input
 
 from da2k.models import build_model, infer_lowres
 from da2k.models.parity import deterministic_state_dict
-from official import FIXTURES, official_keys, reference, reference_input
 
 PARITY_MODELS = ["vits", "vitb", "v1-vits", "metric-hypersim-vits"]
 

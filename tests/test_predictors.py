@@ -154,12 +154,22 @@ def tiny_hf_repo(tmp_path_factory) -> Path:
     """A randomly initialised Depth Anything in transformers format: a fake local hub repo."""
     transformers = pytest.importorskip("transformers")
     backbone = transformers.Dinov2Config(
-        hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64, image_size=56,
-        patch_size=14, out_features=["stage1", "stage2", "stage3", "stage4"], reshape_hidden_states=False,
+        hidden_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=56,
+        patch_size=14,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+        reshape_hidden_states=False,
     )
     config = transformers.DepthAnythingConfig(
-        backbone_config=backbone, reassemble_hidden_size=32, neck_hidden_sizes=[8, 16, 32, 32],
-        fusion_hidden_size=16, head_hidden_size=8, patch_size=14,
+        backbone_config=backbone,
+        reassemble_hidden_size=32,
+        neck_hidden_sizes=[8, 16, 32, 32],
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+        patch_size=14,
     )
     torch.manual_seed(0)
     repo = tmp_path_factory.mktemp("hf") / "tiny-depth-anything"
@@ -184,8 +194,10 @@ def test_hf_depth_anything_is_disparity_sampled_at_network_resolution(tiny_hf_re
     full = F.interpolate(raw[None], size=(48, 64), mode="bilinear", align_corners=False)[0, 0].numpy()
     points = np.array([[0, 0], [47, 63], [20, 31], [5, 60]])
     np.testing.assert_allclose(
-        sample_bilinear(pred.values, points, (48, 64), pred.align_corners), full[points[:, 0], points[:, 1]],
-        rtol=1e-5, atol=1e-6,
+        sample_bilinear(pred.values, points, (48, 64), pred.align_corners),
+        full[points[:, 0], points[:, 1]],
+        rtol=1e-5,
+        atol=1e-6,
     )
 
 
@@ -261,23 +273,50 @@ def tiny_marigold(tmp_path_factory) -> Path:
     tokenizer = CLIPTokenizer(str(root / "vocab.json"), str(root / "merges.txt"), model_max_length=77)
     torch.manual_seed(0)
     unet = diffusers.UNet2DConditionModel(
-        block_out_channels=(8, 16), layers_per_block=1, sample_size=16, in_channels=8, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=8, attention_head_dim=2, norm_num_groups=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=8,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=8,
+        attention_head_dim=2,
+        norm_num_groups=4,
     )
     vae = diffusers.AutoencoderKL(
-        block_out_channels=[8, 16], down_block_types=["DownEncoderBlock2D"] * 2,
-        up_block_types=["UpDecoderBlock2D"] * 2, latent_channels=4, norm_num_groups=4, layers_per_block=1,
+        block_out_channels=[8, 16],
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+        layers_per_block=1,
     )
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=8, intermediate_size=16,
-        num_attention_heads=2, num_hidden_layers=1, vocab_size=len(vocab), max_position_embeddings=77,
-    ))
-    scheduler = diffusers.LCMScheduler(prediction_type="v_prediction", beta_schedule="scaled_linear",
-                                       timestep_spacing="trailing", clip_sample=False)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            hidden_size=8,
+            intermediate_size=16,
+            num_attention_heads=2,
+            num_hidden_layers=1,
+            vocab_size=len(vocab),
+            max_position_embeddings=77,
+        )
+    )
+    scheduler = diffusers.LCMScheduler(
+        prediction_type="v_prediction", beta_schedule="scaled_linear", timestep_spacing="trailing", clip_sample=False
+    )
     pipe = diffusers.MarigoldDepthPipeline(
-        unet=unet, vae=vae, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer,
-        prediction_type="depth", default_denoising_steps=1, default_processing_resolution=32,
+        unet=unet,
+        vae=vae,
+        scheduler=scheduler,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        prediction_type="depth",
+        default_denoising_steps=1,
+        default_processing_resolution=32,
     )
     pipe.save_pretrained(root / "pipe")
     return root / "pipe"

@@ -12,6 +12,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from mining_helpers import make_scenes
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
@@ -33,7 +34,6 @@ from da2k.store import (
 from da2k.store.annotation import claim_next, record_human_vote, release_claim, review_pair
 from da2k.store.ops import expert_run_id
 from da2k.store.stats import store_stats
-from mining_helpers import make_scenes
 
 POSTGRES_URL = os.environ.get("DA2K_TEST_POSTGRES_URL")
 
@@ -43,8 +43,10 @@ def add_image(store: Store, sha: str = "a" * 64, n_pairs: int = 1, status: str =
         image = Image(sha256=sha, root="/r", path=f"indoor/{sha[:4]}.jpg", scenario="indoor", width=64, height=48)
         s.add(image)
         s.flush()
-        pairs = [Pair(image_id=image.id, p1_row=1, p1_col=i + 1, p2_row=30, p2_col=40, status=status, **pair)
-                 for i in range(n_pairs)]
+        pairs = [
+            Pair(image_id=image.id, p1_row=1, p1_col=i + 1, p2_row=30, p2_col=40, status=status, **pair)
+            for i in range(n_pairs)
+        ]
         s.add_all(pairs)
         s.flush()
         return [p.id for p in pairs]
@@ -90,10 +92,18 @@ def test_unique_keys_reject_duplicate_images_pairs_runs_and_votes(tmp_path):
         duplicates = [
             lambda s: s.add(Image(sha256="a" * 64, root="/other", path="b.jpg", scenario="x", width=1, height=1)),
             lambda s: s.add(Pair(image_id=1, p1_row=1, p1_col=1, p2_row=30, p2_col=40)),
-            lambda s: s.add_all([ExpertVote(pair_id=pair_id, expert_run_id=run, value1=1, value2=0, closer="point1", margin=1)
-                                 for _ in range(2)]),
-            lambda s: s.add_all([HumanVote(pair_id=pair_id, annotator="ann", answer="point1"),
-                                 HumanVote(pair_id=pair_id, annotator="ann", answer="point2")]),
+            lambda s: s.add_all(
+                [
+                    ExpertVote(pair_id=pair_id, expert_run_id=run, value1=1, value2=0, closer="point1", margin=1)
+                    for _ in range(2)
+                ]
+            ),
+            lambda s: s.add_all(
+                [
+                    HumanVote(pair_id=pair_id, annotator="ann", answer="point1"),
+                    HumanVote(pair_id=pair_id, annotator="ann", answer="point2"),
+                ]
+            ),
         ]
         for add in duplicates:
             with pytest.raises(IntegrityError):
@@ -139,7 +149,14 @@ def test_shards_merged_equal_a_single_run_and_merging_again_adds_nothing(tmp_pat
             sizes.append(mine(shard, scenes.images, specs, shard=(i, 2), **opts).files)
     assert sum(sizes) == 6 and min(sizes) > 0
     runner = CliRunner()
-    merge = ["store", "merge", str(tmp_path / "shard0.db"), str(tmp_path / "shard1.db"), "--into", str(tmp_path / "all.db")]
+    merge = [
+        "store",
+        "merge",
+        str(tmp_path / "shard0.db"),
+        str(tmp_path / "shard1.db"),
+        "--into",
+        str(tmp_path / "all.db"),
+    ]
     assert runner.invoke(main, merge).exit_code == 0
     with Store(tmp_path / "all.db") as merged:
         merged_stats = store_stats(merged)
@@ -216,7 +233,9 @@ def test_stats_report_agreement_and_kappa_between_experts(tmp_path):
         with store.write() as s:
             for run, row in answers.items():
                 for pair_id, a in zip(pair_ids, row):
-                    s.add(ExpertVote(pair_id=pair_id, expert_run_id=run, value1=0, value2=0, closer=f"point{a}", margin=1))
+                    s.add(
+                        ExpertVote(pair_id=pair_id, expert_run_id=run, value1=0, value2=0, closer=f"point{a}", margin=1)
+                    )
         rows = {(r["a"], r["b"]): r for r in store_stats(store)["agreement"]}
         result = CliRunner().invoke(main, ["stats", "--db", str(tmp_path / "k.db")])
         as_json = CliRunner().invoke(main, ["stats", "--db", str(tmp_path / "k.db"), "--json"])
@@ -241,7 +260,9 @@ def test_portable_schema_uses_no_sqlite_only_types(tmp_path):
     assert {"images", "pairs", "expert_runs", "expert_votes", "human_votes", "claims", "audit_events"} <= names
 
 
-@pytest.mark.skipif(not POSTGRES_URL, reason="needs a PostgreSQL server: set DA2K_TEST_POSTGRES_URL=postgresql+psycopg://...")
+@pytest.mark.skipif(
+    not POSTGRES_URL, reason="needs a PostgreSQL server: set DA2K_TEST_POSTGRES_URL=postgresql+psycopg://..."
+)
 def test_postgresql_takes_two_shards_mining_into_one_fresh_database(tmp_path):
     with Store(POSTGRES_URL) as store, store.engine.begin() as conn:
         # A fresh database: both shards race to create the tables.
@@ -249,8 +270,20 @@ def test_postgresql_takes_two_shards_mining_into_one_fresh_database(tmp_path):
         conn.execute(text("CREATE SCHEMA public"))
     scenes = make_scenes(tmp_path / "s", n_images=6)
     specs = scenes.specs("gt", "noisy", "flipped")
-    command = [sys.executable, "-c", "from da2k.cli import main; main()", "mine", "--images", str(scenes.images),
-               "--db", POSTGRES_URL, "--points", "felzenszwalb", "--pairs-per-image", "3"]
+    command = [
+        sys.executable,
+        "-c",
+        "from da2k.cli import main; main()",
+        "mine",
+        "--images",
+        str(scenes.images),
+        "--db",
+        POSTGRES_URL,
+        "--points",
+        "felzenszwalb",
+        "--pairs-per-image",
+        "3",
+    ]
     command += sum((["--expert", spec] for spec in specs), [])
     shards = [subprocess.Popen(command + ["--shard", f"{i}/2"], stderr=subprocess.PIPE) for i in range(2)]
     assert [p.wait(timeout=300) for p in shards] == [0, 0], [p.stderr.read().decode()[-500:] for p in shards]

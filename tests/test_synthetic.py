@@ -18,8 +18,9 @@ def synth(tmp_path_factory):
 
 def _score(synth, tmp_path: Path, maps: Path, kind: str) -> dict:
     bench = load_benchmark(synth.root)
-    return evaluate(bench, PrecomputedPredictor(maps, kind), tmp_path / "out", progress=False,
-                    cache_dir=tmp_path / "cache").result
+    return evaluate(
+        bench, PrecomputedPredictor(maps, kind), tmp_path / "out", progress=False, cache_dir=tmp_path / "cache"
+    ).result
 
 
 def test_ground_truth_disparity_scores_100(synth, tmp_path):

@@ -11,6 +11,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
+
+from da2k.cli import main
+from da2k.errors import Da2kError
 from da2k.models import build_model, file_sha256, get_variant
 from da2k.models.train.data import (
     Augment,
@@ -25,10 +29,6 @@ from da2k.models.train.engine import TrainConfig, train
 from da2k.models.train.losses import SiLogLoss, SSIGradientLoss
 from da2k.models.train.pseudo_label import pseudo_label
 from da2k.models.train.stages import dinov2_file, init_model, train_metric
-from PIL import Image
-
-from da2k.cli import main
-from da2k.errors import Da2kError
 from da2k.synthetic import make_benchmark
 
 
@@ -94,7 +94,9 @@ def test_hypersim_layout_reads_hdf5_distances_as_planar_depth(tmp_path):
     scene = tmp_path / "ai_001_001"
     (scene / "images" / "scene_cam_00_final_preview").mkdir(parents=True)
     (scene / "images" / "scene_cam_00_geometry_hdf5").mkdir(parents=True)
-    Image.fromarray(np.zeros((768, 1024, 3), np.uint8)).save(scene / "images" / "scene_cam_00_final_preview" / "frame.0000.tonemap.jpg")
+    Image.fromarray(np.zeros((768, 1024, 3), np.uint8)).save(
+        scene / "images" / "scene_cam_00_final_preview" / "frame.0000.tonemap.jpg"
+    )
     distance = np.full((768, 1024), 4.0, np.float16)
     distance[0, 0] = np.nan  # Hypersim marks missing geometry with NaN
     with h5py.File(scene / "images" / "scene_cam_00_geometry_hdf5" / "frame.0000.depth_meters.hdf5", "w") as f:
@@ -157,7 +159,9 @@ def test_autocast_training_steps_stay_finite(tmp_path, precision):
     bench = make_benchmark(tmp_path / "data", n_images=4, size=(28, 36), pairs_per_image=1, exif_every=0)
     ds = TrainSet(parse_data_spec(str(bench.root)), Augment(size=28))
     model = init_model(get_variant("vit-tiny"), "random")
-    cfg = TrainConfig(out_dir=str(tmp_path / "run"), iters=2, batch_size=2, lr=1e-4, precision=precision, workers=0, log_every=1)
+    cfg = TrainConfig(
+        out_dir=str(tmp_path / "run"), iters=2, batch_size=2, lr=1e-4, precision=precision, workers=0, log_every=1
+    )
     train(model, ds, SSIGradientLoss(), cfg)
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert len(rows) == 3 and all(np.isfinite(float(r.split(",")[2])) for r in rows[1:])
@@ -171,7 +175,9 @@ def test_metric_stage_checkpoint_loads_as_the_metric_variant(tmp_path):
     assert json.loads((tmp_path / "metric" / "train.json").read_text())["variant"] == "metric-hypersim-vits"
     out = model(torch.zeros(1, 3, 28, 28))
     assert out.shape == (1, 28, 28) and float(out.max().detach()) < 20.0
-    assert float(SiLogLoss()(out, torch.full_like(out, 5.0), torch.ones_like(out, dtype=torch.bool)).total.detach()) >= 0
+    assert (
+        float(SiLogLoss()(out, torch.full_like(out, 5.0), torch.ones_like(out, dtype=torch.bool)).total.detach()) >= 0
+    )
 
 
 def test_pseudo_labelling_resumes_and_its_manifest_hashes_match_the_files(tmp_path):
@@ -179,13 +185,24 @@ def test_pseudo_labelling_resumes_and_its_manifest_hashes_match_the_files(tmp_pa
     teacher = tmp_path / "teacher.pt"
     torch.save(build_model("vit-tiny").state_dict(), teacher)
     out = tmp_path / "labels"
-    pseudo_label(teacher, bench.root / "images", out, encoder="vit-tiny", input_size=28, device="cpu", precision="fp32", workers=1)
+    pseudo_label(
+        teacher,
+        bench.root / "images",
+        out,
+        encoder="vit-tiny",
+        input_size=28,
+        device="cpu",
+        precision="fp32",
+        workers=1,
+    )
     part = out / "parts" / "rank-0.jsonl"
     lines = part.read_text().splitlines()
     assert len(lines) == 5
     part.write_text("\n".join(lines[:3]) + "\n" + lines[3][:20])  # "crash": last two lines lost/cut
     kept = {json.loads(line)["label"]: (out / json.loads(line)["label"]).stat().st_mtime_ns for line in lines[:3]}
-    manifest = json.loads(pseudo_label(teacher, bench.root / "images", out, encoder="vit-tiny", input_size=28, device="cpu").read_text())
+    manifest = json.loads(
+        pseudo_label(teacher, bench.root / "images", out, encoder="vit-tiny", input_size=28, device="cpu").read_text()
+    )
     assert len(manifest["items"]) == 5
     assert manifest["teacher"]["sha256"] == file_sha256(teacher)
     for label, mtime in kept.items():
@@ -223,7 +240,9 @@ def test_small_scale_proof_teacher_pseudo_labels_student_beats_80_percent_on_hel
     [result_file] = (tmp_path / "student" / "eval").glob("step*.json")
     student = json.loads(result_file.read_text())["overall"]
     assert student["n"] == 200
-    print(f"student accuracy {student['accuracy']:.3f} on {student['n']} held-out pairs, {elapsed:.1f} s wall, {cpu:.1f} s CPU")
+    print(
+        f"student accuracy {student['accuracy']:.3f} on {student['n']} held-out pairs, {elapsed:.1f} s wall, {cpu:.1f} s CPU"
+    )
     assert student["accuracy"] >= 0.80, student
     # "Under 2 minutes on 2 cores" as CPU time (all threads of this process), which, unlike wall
     # time, does not grow when other jobs share the cores (about 20 s CPU when measured).
@@ -239,7 +258,9 @@ def test_two_accumulated_micro_batches_take_the_same_step_as_one_batch_of_both(t
     for batch, accum in ((4, 1), (2, 2)):
         torch.manual_seed(0)
         model = init_model(get_variant("vit-tiny"), "random")
-        cfg = TrainConfig(out_dir=str(tmp_path / f"b{batch}"), iters=2, batch_size=batch, accum=accum, lr=1e-4, workers=0, log_every=1)
+        cfg = TrainConfig(
+            out_dir=str(tmp_path / f"b{batch}"), iters=2, batch_size=batch, accum=accum, lr=1e-4, workers=0, log_every=1
+        )
         weights.append(torch.load(train(model, ds, SSIGradientLoss(), cfg), weights_only=True))
     start = init_model(get_variant("vit-tiny"), "random").state_dict()
     moved = [k for k in start if not torch.equal(start[k], weights[0][k])]
@@ -256,6 +277,9 @@ def test_two_accumulated_micro_batches_take_the_same_step_as_one_batch_of_both(t
 
 
 def test_cli_reports_a_missing_data_folder_in_one_line(tmp_path):
-    result = CliRunner().invoke(main, ["train", "teacher", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--encoder", "vit-tiny"])
+    result = CliRunner().invoke(
+        main,
+        ["train", "teacher", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--encoder", "vit-tiny"],
+    )
     assert result.exit_code == 1
     assert "does not exist" in result.output and "Traceback" not in result.output

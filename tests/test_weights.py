@@ -146,7 +146,17 @@ def test_offline_without_weights_is_one_line_naming_file_repo_and_flags(tmp_path
     assert done.returncode != 0
     (tmp_path / "a.png").write_bytes(open(__file__.replace("test_weights.py", "fixtures/demo01.jpg"), "rb").read())
     done = subprocess.run(
-        [sys.executable, "-m", "da2k", "predict", str(tmp_path / "a.png"), "--model", "vitl", "--out", str(tmp_path / "o")],
+        [
+            sys.executable,
+            "-m",
+            "da2k",
+            "predict",
+            str(tmp_path / "a.png"),
+            "--model",
+            "vitl",
+            "--out",
+            str(tmp_path / "o"),
+        ],
         env={**os.environ, "HF_HUB_CACHE": str(tmp_path / "empty"), "HF_HUB_OFFLINE": "1"},
         capture_output=True,
         text=True,

@@ -145,8 +145,9 @@ def majority_needed(votes_per_pair: int) -> int:
 def _shown(pair: Pair, pres: Presentation, expires: dt.datetime) -> Shown:
     image = pair.image
     a, b = (pair.point2, pair.point1) if pres.swapped else (pair.point1, pair.point2)
-    return Shown(pair.id, image.id, image.root, image.path, image.scenario, a, b, pres.swapped,
-                 pres.gold, pres.shown_at, expires)
+    return Shown(
+        pair.id, image.id, image.root, image.path, image.scenario, a, b, pres.swapped, pres.gold, pres.shown_at, expires
+    )
 
 
 def _check_name(annotator: str) -> str:
@@ -163,8 +164,9 @@ def _gold_due(s: Session, annotator: str, gold_rate: float) -> bool:
     if gold_rate <= 0:
         return False
     n, n_gold = s.execute(
-        select(func.count(), func.coalesce(func.sum(cast(Presentation.gold, Integer)), 0))
-        .where(Presentation.annotator == annotator)
+        select(func.count(), func.coalesce(func.sum(cast(Presentation.gold, Integer)), 0)).where(
+            Presentation.annotator == annotator
+        )
     ).one()
     return math.floor((n + 1) * gold_rate + 1e-9) > n_gold
 
@@ -221,8 +223,11 @@ def next_pair(
                 held = s.scalar(select(Claim).where(Claim.annotator == annotator))
                 if held is not None:
                     pair = s.get(Pair, held.pair_id)
-                    pres = s.scalar(select(Presentation).where(
-                        Presentation.pair_id == held.pair_id, Presentation.annotator == annotator))
+                    pres = s.scalar(
+                        select(Presentation).where(
+                            Presentation.pair_id == held.pair_id, Presentation.annotator == annotator
+                        )
+                    )
                     if pres is not None and pres.answered_at is None and _open_for(pair, pres):
                         held.expires_at = expires
                         return _shown(pair, pres, expires)
@@ -239,9 +244,14 @@ def next_pair(
                         break
                 if pair is None:
                     return None
-                pres = Presentation(pair_id=pair.id, annotator=annotator, swapped=rng.random() < 0.5,
-                                    gold=pair.is_gold and pair.reference_answer is not None,
-                                    counted=pair.status == "needs_human", shown_at=now)
+                pres = Presentation(
+                    pair_id=pair.id,
+                    annotator=annotator,
+                    swapped=rng.random() < 0.5,
+                    gold=pair.is_gold and pair.reference_answer is not None,
+                    counted=pair.status == "needs_human",
+                    shown_at=now,
+                )
                 s.add(pres)
                 s.add(Claim(pair_id=pair.id, annotator=annotator, claimed_at=now, expires_at=expires))
                 s.flush()
@@ -290,8 +300,9 @@ def answer_pair(
     try:
         with _writing(store) as s:
             pair = s.get(Pair, pair_id, with_for_update=True)
-            pres = s.scalar(select(Presentation).where(
-                Presentation.pair_id == pair_id, Presentation.annotator == annotator))
+            pres = s.scalar(
+                select(Presentation).where(Presentation.pair_id == pair_id, Presentation.annotator == annotator)
+            )
             if pair is None or pres is None:
                 raise Da2kError(f"pair {pair_id} was not shown to {annotator}")
             if pres.answered_at is not None:
@@ -306,11 +317,27 @@ def answer_pair(
                 now = utcnow()
                 seconds = max(0.0, (now - pres.shown_at).total_seconds())
                 pres.answered_at = now
-                s.add(HumanVote(pair_id=pair_id, annotator=annotator, answer=answer, swapped=pres.swapped,
-                                seconds=seconds, created_at=now))
+                s.add(
+                    HumanVote(
+                        pair_id=pair_id,
+                        annotator=annotator,
+                        answer=answer,
+                        swapped=pres.swapped,
+                        seconds=seconds,
+                        created_at=now,
+                    )
+                )
                 s.flush()
-                log_event(s, annotator, "human_vote", pair_id, answer=answer, swapped=pres.swapped,
-                          seconds=round(seconds, 3), counted=pres.counted)
+                log_event(
+                    s,
+                    annotator,
+                    "human_vote",
+                    pair_id,
+                    answer=answer,
+                    swapped=pres.swapped,
+                    seconds=round(seconds, 3),
+                    counted=pres.counted,
+                )
                 if pres.counted:
                     _resolve(s, pair, votes_per_pair, majority_needed(votes_per_pair), votes_per_pair)
                 status = pair.status
@@ -331,23 +358,29 @@ def undo_last(store: Store, annotator: str, *, ttl_seconds: float = 600.0) -> Op
     annotator = _check_name(annotator)
     ensure_schema(store)
     with _writing(store) as s:
-        vote = s.scalar(select(HumanVote).where(HumanVote.annotator == annotator)
-                        .order_by(HumanVote.id.desc()).limit(1))
+        vote = s.scalar(
+            select(HumanVote).where(HumanVote.annotator == annotator).order_by(HumanVote.id.desc()).limit(1)
+        )
         if vote is None:
             return None
         pair = s.get(Pair, vote.pair_id, with_for_update=True)
         if s.scalar(select(exists().where(Review.pair_id == pair.id, Review.created_at >= vote.created_at))):
             raise Da2kError(f"pair {pair.id} was reviewed after your answer; it cannot be undone")
-        pres = s.scalar(select(Presentation).where(
-            Presentation.pair_id == pair.id, Presentation.annotator == annotator))
+        pres = s.scalar(
+            select(Presentation).where(Presentation.pair_id == pair.id, Presentation.annotator == annotator)
+        )
         if pres is None:  # a vote recorded outside the app
             pres = Presentation(pair_id=pair.id, annotator=annotator, swapped=vote.swapped, counted=True)
             s.add(pres)
         # The pair on screen now was only glimpsed: forget it so it can come back later.
         for held in s.scalars(select(Claim).where(Claim.annotator == annotator)):
-            s.execute(delete(Presentation).where(
-                Presentation.pair_id == held.pair_id, Presentation.annotator == annotator,
-                Presentation.answered_at.is_(None)))
+            s.execute(
+                delete(Presentation).where(
+                    Presentation.pair_id == held.pair_id,
+                    Presentation.annotator == annotator,
+                    Presentation.answered_at.is_(None),
+                )
+            )
             s.delete(held)
         s.delete(vote)
         before = pair.status
@@ -369,9 +402,7 @@ def release(store: Store, annotator: str) -> None:
         s.execute(delete(Claim).where(Claim.annotator == _check_name(annotator)))
 
 
-def add_manual_pair(
-    store: Store, image_id: int, point1: Sequence[int], point2: Sequence[int], author: str
-) -> int:
+def add_manual_pair(store: Store, image_id: int, point1: Sequence[int], point2: Sequence[int], author: str) -> int:
     """A hand-picked pair (source `manual`, queued as `needs_human`); points are (row, col)."""
     author = _check_name(author)
     p1, p2 = (int(point1[0]), int(point1[1])), (int(point2[0]), int(point2[1]))
@@ -385,8 +416,15 @@ def add_manual_pair(
             for row, col in (p1, p2):
                 if not (0 <= row < image.height and 0 <= col < image.width):
                     raise Da2kError(f"point ({row}, {col}) is outside the {image.height}x{image.width} image")
-            pair = Pair(image_id=image_id, p1_row=p1[0], p1_col=p1[1], p2_row=p2[0], p2_col=p2[1],
-                        source="manual", status="needs_human")
+            pair = Pair(
+                image_id=image_id,
+                p1_row=p1[0],
+                p1_col=p1[1],
+                p2_row=p2[0],
+                p2_col=p2[1],
+                source="manual",
+                status="needs_human",
+            )
             s.add(pair)
             s.flush()
             log_event(s, author, "manual_pair", pair.id, image=image.path, point1=list(p1), point2=list(p2))
@@ -408,11 +446,24 @@ def review_queue(store: Store, limit: int = 50) -> list[dict[str, Any]]:
         votes = collections.defaultdict(list)
         query = select(HumanVote).where(HumanVote.pair_id.in_([p.id for p in pairs])).order_by(HumanVote.id)
         for v in s.scalars(query):
-            votes[v.pair_id].append({"annotator": v.annotator, "answer": v.answer, "swapped": v.swapped,
-                                     "seconds": v.seconds})
-        return [{"pair_id": p.id, "image_id": p.image_id, "image_root": p.image.root, "image_path": p.image.path,
-                 "scenario": p.image.scenario, "point1": p.point1, "point2": p.point2, "source": p.source,
-                 "reference_answer": p.reference_answer, "votes": votes[p.id]} for p in pairs]
+            votes[v.pair_id].append(
+                {"annotator": v.annotator, "answer": v.answer, "swapped": v.swapped, "seconds": v.seconds}
+            )
+        return [
+            {
+                "pair_id": p.id,
+                "image_id": p.image_id,
+                "image_root": p.image.root,
+                "image_path": p.image.path,
+                "scenario": p.image.scenario,
+                "point1": p.point1,
+                "point2": p.point2,
+                "source": p.source,
+                "reference_answer": p.reference_answer,
+                "votes": votes[p.id],
+            }
+            for p in pairs
+        ]
 
 
 def decide_pair(store: Store, pair_id: int, reviewer: str, decision: str, note: str = "") -> str:
@@ -451,21 +502,35 @@ def annotation_stats(store: Store) -> dict[str, Any]:
     with store.read() as s:
         progress: dict[str, dict[str, int]] = collections.defaultdict(lambda: {k: 0 for k in PAIR_STATUSES})
         for scenario, status, n in s.execute(
-            select(Image.scenario, Pair.status, func.count()).join(Image, Pair.image_id == Image.id)
+            select(Image.scenario, Pair.status, func.count())
+            .join(Image, Pair.image_id == Image.id)
             .group_by(Image.scenario, Pair.status)
         ):
             progress[scenario][status] = n
         for scenario, n in s.execute(
-            select(Image.scenario, func.count()).select_from(Pair).join(Image, Pair.image_id == Image.id)
-            .where(_conflict_filter()).group_by(Image.scenario)
+            select(Image.scenario, func.count())
+            .select_from(Pair)
+            .join(Image, Pair.image_id == Image.id)
+            .where(_conflict_filter())
+            .group_by(Image.scenario)
         ):
             progress[scenario]["in_review"] = n
         votes = s.execute(
-            select(HumanVote.pair_id, HumanVote.annotator, HumanVote.answer, HumanVote.seconds,
-                   HumanVote.created_at, Pair.is_gold, Pair.reference_answer, Presentation.counted)
+            select(
+                HumanVote.pair_id,
+                HumanVote.annotator,
+                HumanVote.answer,
+                HumanVote.seconds,
+                HumanVote.created_at,
+                Pair.is_gold,
+                Pair.reference_answer,
+                Presentation.counted,
+            )
             .join(Pair, HumanVote.pair_id == Pair.id)
-            .outerjoin(Presentation, (Presentation.pair_id == HumanVote.pair_id)
-                       & (Presentation.annotator == HumanVote.annotator))
+            .outerjoin(
+                Presentation,
+                (Presentation.pair_id == HumanVote.pair_id) & (Presentation.annotator == HumanVote.annotator),
+            )
         ).all()
     people: dict[str, dict[str, Any]] = {}
     by_pair: dict[int, dict[str, str]] = collections.defaultdict(dict)
@@ -493,11 +558,17 @@ def annotation_stats(store: Store) -> dict[str, Any]:
     names = sorted(people)
     cohen = []
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             shared = [p for p, v in by_pair.items() if a in v and b in v]
             if shared:
-                cohen.append({"a": a, "b": b, "pairs": len(shared),
-                              "kappa": _kappa([by_pair[p][a] for p in shared], [by_pair[p][b] for p in shared])})
+                cohen.append(
+                    {
+                        "a": a,
+                        "b": b,
+                        "pairs": len(shared),
+                        "kappa": _kappa([by_pair[p][a] for p in shared], [by_pair[p][b] for p in shared]),
+                    }
+                )
     return {
         "progress": {k: progress[k] for k in sorted(progress)},
         "annotators": {k: people[k] for k in names},
@@ -510,13 +581,21 @@ def annotation_stats(store: Store) -> dict[str, Any]:
 def pair_trail(store: Store, pair_id: int) -> list[dict[str, Any]]:
     """The audit events of one pair, oldest first."""
     with store.read() as s:
-        return [{"at": e.at, "actor": e.actor, "action": e.action, "detail": e.detail}
-                for e in s.scalars(select(AuditEvent).where(AuditEvent.pair_id == pair_id).order_by(AuditEvent.id))]
+        return [
+            {"at": e.at, "actor": e.actor, "action": e.action, "detail": e.detail}
+            for e in s.scalars(select(AuditEvent).where(AuditEvent.pair_id == pair_id).order_by(AuditEvent.id))
+        ]
 
 
 def _image_dict(im: Image) -> dict[str, Any]:
-    return {"id": im.id, "root": im.root, "path": im.path, "scenario": im.scenario,
-            "width": im.width, "height": im.height}
+    return {
+        "id": im.id,
+        "root": im.root,
+        "path": im.path,
+        "scenario": im.scenario,
+        "width": im.width,
+        "height": im.height,
+    }
 
 
 def find_images(store: Store, contains: str = "", limit: int = 200) -> list[dict[str, Any]]:

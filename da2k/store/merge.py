@@ -22,9 +22,32 @@ from da2k.store.ops import log_event
 from da2k.store.schema import AuditEvent, ExpertImage, ExpertRun, ExpertVote, HumanVote, Image, Pair, Review
 
 _SETTLED = {"pending": 0, "auto_agreed": 1, "needs_human": 1, "resolved": 2, "discarded": 2}
-_IMAGE_FIELDS = ("sha256", "root", "path", "scenario", "width", "height", "source", "points_method", "proposed_at", "created_at")
-_PAIR_FIELDS = ("p1_row", "p1_col", "p2_row", "p2_col", "source", "status", "relation", "is_gold",
-                "reference_answer", "answer", "created_at", "updated_at")
+_IMAGE_FIELDS = (
+    "sha256",
+    "root",
+    "path",
+    "scenario",
+    "width",
+    "height",
+    "source",
+    "points_method",
+    "proposed_at",
+    "created_at",
+)
+_PAIR_FIELDS = (
+    "p1_row",
+    "p1_col",
+    "p2_row",
+    "p2_col",
+    "source",
+    "status",
+    "relation",
+    "is_gold",
+    "reference_answer",
+    "answer",
+    "created_at",
+    "updated_at",
+)
 _DECISION_FIELDS = ("status", "is_gold", "reference_answer", "answer", "updated_at")
 
 
@@ -79,8 +102,14 @@ def _merge_one(src: Store, dst: Store, added: collections.Counter) -> None:
         for run in r.scalars(select(ExpertRun)):
             key = (run.spec, run.checkpoint_sha256, run.settings_sha256)
             if key not in have_runs:
-                new = ExpertRun(spec=run.spec, checkpoint_sha256=run.checkpoint_sha256, settings=run.settings,
-                                settings_sha256=run.settings_sha256, kind=run.kind, created_at=run.created_at)
+                new = ExpertRun(
+                    spec=run.spec,
+                    checkpoint_sha256=run.checkpoint_sha256,
+                    settings=run.settings,
+                    settings_sha256=run.settings_sha256,
+                    kind=run.kind,
+                    created_at=run.created_at,
+                )
                 w.add(new)
                 w.flush()
                 have_runs[key] = new.id
@@ -108,7 +137,9 @@ def _merge_one(src: Store, dst: Store, added: collections.Counter) -> None:
         for row in r.scalars(select(ExpertImage)):
             key = (images[row.image_id], runs[row.expert_run_id])
             if key not in have:
-                w.add(ExpertImage(image_id=key[0], expert_run_id=key[1], seconds=row.seconds, created_at=row.created_at))
+                w.add(
+                    ExpertImage(image_id=key[0], expert_run_id=key[1], seconds=row.seconds, created_at=row.created_at)
+                )
                 have.add(key)
                 added["expert_images"] += 1
 
@@ -116,8 +147,16 @@ def _merge_one(src: Store, dst: Store, added: collections.Counter) -> None:
         for vote in r.scalars(select(ExpertVote)):
             key = (pairs[vote.pair_id], runs[vote.expert_run_id])
             if key not in have:
-                w.add(ExpertVote(pair_id=key[0], expert_run_id=key[1], value1=vote.value1, value2=vote.value2,
-                                 closer=vote.closer, margin=vote.margin))
+                w.add(
+                    ExpertVote(
+                        pair_id=key[0],
+                        expert_run_id=key[1],
+                        value1=vote.value1,
+                        value2=vote.value2,
+                        closer=vote.closer,
+                        margin=vote.margin,
+                    )
+                )
                 have.add(key)
                 added["expert_votes"] += 1
 
@@ -125,8 +164,16 @@ def _merge_one(src: Store, dst: Store, added: collections.Counter) -> None:
         for vote in r.scalars(select(HumanVote)):
             key = (pairs[vote.pair_id], vote.annotator)
             if key not in have:
-                w.add(HumanVote(pair_id=key[0], annotator=vote.annotator, answer=vote.answer, swapped=vote.swapped,
-                                seconds=vote.seconds, created_at=vote.created_at))
+                w.add(
+                    HumanVote(
+                        pair_id=key[0],
+                        annotator=vote.annotator,
+                        answer=vote.answer,
+                        swapped=vote.swapped,
+                        seconds=vote.seconds,
+                        created_at=vote.created_at,
+                    )
+                )
                 have.add(key)
                 added["human_votes"] += 1
 
@@ -134,8 +181,15 @@ def _merge_one(src: Store, dst: Store, added: collections.Counter) -> None:
         for review in r.scalars(select(Review)):
             key = (pairs[review.pair_id], review.reviewer, review.created_at)
             if key not in have:
-                w.add(Review(pair_id=key[0], reviewer=review.reviewer, decision=review.decision, note=review.note,
-                             created_at=review.created_at))
+                w.add(
+                    Review(
+                        pair_id=key[0],
+                        reviewer=review.reviewer,
+                        decision=review.decision,
+                        note=review.note,
+                        created_at=review.created_at,
+                    )
+                )
                 have.add(key)
                 added["reviews"] += 1
 
@@ -144,6 +198,10 @@ def _merge_one(src: Store, dst: Store, added: collections.Counter) -> None:
             pair_id = pairs.get(event.pair_id) if event.pair_id is not None else None
             key = (event.at, event.actor, event.action, pair_id)
             if key not in have:
-                w.add(AuditEvent(at=event.at, actor=event.actor, action=event.action, pair_id=pair_id, detail=event.detail))
+                w.add(
+                    AuditEvent(
+                        at=event.at, actor=event.actor, action=event.action, pair_id=pair_id, detail=event.detail
+                    )
+                )
                 have.add(key)
                 added["audit_events"] += 1

@@ -45,20 +45,24 @@ def agreement(store: Store) -> list[dict[str, Any]]:
     with store.read() as s:
         runs = list(s.scalars(select(ExpertRun).order_by(ExpertRun.id)))
         answers: dict[int, dict[int, str]] = collections.defaultdict(dict)
-        for pair_id, run_id, closer in s.execute(select(ExpertVote.pair_id, ExpertVote.expert_run_id, ExpertVote.closer)):
+        for pair_id, run_id, closer in s.execute(
+            select(ExpertVote.pair_id, ExpertVote.expert_run_id, ExpertVote.closer)
+        ):
             answers[run_id][pair_id] = closer
     labels = expert_labels(runs)
     rows = []
     for a, b in itertools.combinations([run.id for run in runs], 2):
         shared = sorted(answers[a].keys() & answers[b].keys())
         la, lb = [answers[a][p] for p in shared], [answers[b][p] for p in shared]
-        rows.append({
-            "a": labels[a],
-            "b": labels[b],
-            "pairs": len(shared),
-            "agreement": sum(x == y for x, y in zip(la, lb)) / len(shared) if shared else None,
-            "kappa": _kappa(la, lb) if shared else None,
-        })
+        rows.append(
+            {
+                "a": labels[a],
+                "b": labels[b],
+                "pairs": len(shared),
+                "agreement": sum(x == y for x, y in zip(la, lb)) / len(shared) if shared else None,
+                "kappa": _kappa(la, lb) if shared else None,
+            }
+        )
     return rows
 
 
@@ -68,7 +72,8 @@ def store_stats(store: Store) -> dict[str, Any]:
         images_by_scenario = dict(s.execute(select(Image.scenario, func.count()).group_by(Image.scenario)).all())
         by_status_scenario: dict[str, dict[str, int]] = collections.defaultdict(dict)
         for scenario, status, n in s.execute(
-            select(Image.scenario, Pair.status, func.count()).join(Image, Pair.image_id == Image.id)
+            select(Image.scenario, Pair.status, func.count())
+            .join(Image, Pair.image_id == Image.id)
             .group_by(Image.scenario, Pair.status)
         ):
             by_status_scenario[scenario][status] = n
@@ -82,8 +87,9 @@ def store_stats(store: Store) -> dict[str, Any]:
         per_vote_run = select(ExpertVote.expert_run_id, func.count()).group_by(ExpertVote.expert_run_id)
         run_votes = dict(s.execute(per_vote_run).all())
         human = s.execute(
-            select(HumanVote.annotator, HumanVote.answer, Pair.is_gold, Pair.reference_answer, HumanVote.seconds)
-            .join(Pair, HumanVote.pair_id == Pair.id)
+            select(HumanVote.annotator, HumanVote.answer, Pair.is_gold, Pair.reference_answer, HumanVote.seconds).join(
+                Pair, HumanVote.pair_id == Pair.id
+            )
         ).all()
         voted_pairs = s.scalar(select(func.count(func.distinct(HumanVote.pair_id)))) or 0
     by_status = {status: sum(row.get(status, 0) for row in by_status_scenario.values()) for status in PAIR_STATUSES}
@@ -111,9 +117,14 @@ def store_stats(store: Store) -> dict[str, Any]:
             "gold": gold,
         },
         "experts": [
-            {"name": labels[run.id], "kind": run.kind, "checkpoint_sha256": run.checkpoint_sha256 or None,
-             "images": run_images.get(run.id, 0), "votes": run_votes.get(run.id, 0),
-             "seconds": float(run_seconds.get(run.id) or 0.0)}
+            {
+                "name": labels[run.id],
+                "kind": run.kind,
+                "checkpoint_sha256": run.checkpoint_sha256 or None,
+                "images": run_images.get(run.id, 0),
+                "votes": run_votes.get(run.id, 0),
+                "seconds": float(run_seconds.get(run.id) or 0.0),
+            }
             for run in runs
         ],
         "agreement": agreement(store),
@@ -133,13 +144,18 @@ def format_stats(stats: dict[str, Any]) -> str:
     images = stats["images"]
     lines.append(f"images: {images['total']}  " + "  ".join(f"{k}={v}" for k, v in images["by_scenario"].items()))
     pairs = stats["pairs"]
-    lines.append(f"pairs: {pairs['total']} (gold {pairs['gold']})  " + "  ".join(f"{k}={v}" for k, v in pairs["by_status"].items()))
+    lines.append(
+        f"pairs: {pairs['total']} (gold {pairs['gold']})  "
+        + "  ".join(f"{k}={v}" for k, v in pairs["by_status"].items())
+    )
     for scenario, row in pairs["by_scenario"].items():
         lines.append(f"  {scenario:<24} " + "  ".join(f"{k}={v}" for k, v in row.items()))
     if stats["experts"]:
         lines.append("experts:")
         for e in stats["experts"]:
-            lines.append(f"  {e['name']}  ({e['kind']}, {e['images']} images, {e['votes']} votes, {e['seconds']:.1f} s)")
+            lines.append(
+                f"  {e['name']}  ({e['kind']}, {e['images']} images, {e['votes']} votes, {e['seconds']:.1f} s)"
+            )
     if stats["agreement"]:
         lines.append("expert agreement (pairs, agreement, Cohen's kappa):")
         for row in stats["agreement"]:
@@ -153,5 +169,7 @@ def format_stats(stats: dict[str, Any]) -> str:
     )
     for name, entry in humans["annotators"].items():
         gold = "-" if entry["gold_accuracy"] is None else f"{entry['gold_accuracy']:.2f}"
-        lines.append(f"  {name}: {entry['votes']} votes, {entry['unsure']} unsure, gold accuracy {gold} ({entry['gold']})")
+        lines.append(
+            f"  {name}: {entry['votes']} votes, {entry['unsure']} unsure, gold accuracy {gold} ({entry['gold']})"
+        )
     return "\n".join(lines)

@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from da2k.models import load_image
-from da2k.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from PIL import Image, ImageEnhance
 
 from da2k.errors import Da2kError
+from da2k.models import load_image
+from da2k.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,14 @@ def rgbd_folder(root: Path) -> list[Record]:
             if label.is_file():
                 mask = (root / "mask" / key).with_suffix(".png")
                 records.append(
-                    Record(image, label, kind, reader, mask if mask.is_file() else None, float(meta.get("png_scale", 0.001)))
+                    Record(
+                        image,
+                        label,
+                        kind,
+                        reader,
+                        mask if mask.is_file() else None,
+                        float(meta.get("png_scale", 0.001)),
+                    )
                 )
                 break
     return records
@@ -101,7 +108,12 @@ def vkitti2(root: Path) -> list[Record]:
     `.../frames/depth/Camera_*/depth_*.png` (16-bit centimetres; 65535 = sky, masked)."""
     records = []
     for image in sorted(root.glob("Scene*/*/frames/rgb/Camera_*/rgb_*.jpg")):
-        label = image.parents[2] / "depth" / image.parent.name / image.name.replace("rgb_", "depth_").replace(".jpg", ".png")
+        label = (
+            image.parents[2]
+            / "depth"
+            / image.parent.name
+            / image.name.replace("rgb_", "depth_").replace(".jpg", ".png")
+        )
         if label.is_file():
             records.append(Record(image, label, "depth", "vkitti2", png_scale=0.01))
     return records
@@ -179,7 +191,10 @@ def pseudo_records(shards: Path) -> list[Record]:
     manifest = json.loads(manifest_file.read_text())
     images_root = Path(manifest["images_root"])
     align = bool(manifest.get("align_corners", True))
-    return [Record(images_root / it["image"], shards / it["label"], "pseudo", "pseudo", align_corners=align) for it in manifest["items"]]
+    return [
+        Record(images_root / it["image"], shards / it["label"], "pseudo", "pseudo", align_corners=align)
+        for it in manifest["items"]
+    ]
 
 
 # ---------------------------------------------------------------- augmentation
@@ -241,7 +256,9 @@ def _label_at_image_size(record: Record, values: np.ndarray, valid: np.ndarray, 
     if values.shape == size:
         return values, valid
     if record.reader != "pseudo":
-        raise Da2kError(f"label {record.label} is {values.shape[::-1]} but image {record.image} is {size[::-1]} (w x h)")
+        raise Da2kError(
+            f"label {record.label} is {values.shape[::-1]} but image {record.image} is {size[::-1]} (w x h)"
+        )
     t = torch.from_numpy(values)[None, None]
     up = F.interpolate(t, size=size, mode="bilinear", align_corners=record.align_corners)[0, 0].numpy()
     return up, np.isfinite(up)

@@ -123,7 +123,13 @@ class SSIGradientLoss(nn.Module):
     """
 
     def __init__(
-        self, *, alignment: str = "median", ssi_weight: float = 1.0, gm_weight: float = 2.0, trim: float = 0.0, scales: int = 4
+        self,
+        *,
+        alignment: str = "median",
+        ssi_weight: float = 1.0,
+        gm_weight: float = 2.0,
+        trim: float = 0.0,
+        scales: int = 4,
     ) -> None:
         super().__init__()
         if alignment not in ("median", "lstsq"):
@@ -133,7 +139,9 @@ class SSIGradientLoss(nn.Module):
         self.alignment, self.ssi_weight, self.gm_weight = alignment, ssi_weight, gm_weight
         self.trim, self.scales = trim, scales
 
-    def aligned(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def aligned(
+        self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(aligned prediction, aligned target): what the per-pixel error compares."""
         if self.alignment == "median":
             return normalize_median(pred, mask), normalize_median(target, mask)

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import torch.distributed as dist
-from da2k.models import build_model, file_sha256, predict
 from tqdm import tqdm
 
 from da2k.errors import Da2kError
+from da2k.models import build_model, file_sha256, predict
 
 from .data import unlabeled_images
 from .engine import init_distributed
@@ -86,7 +86,12 @@ def pseudo_label(
     for path in mine:
         rel = path.relative_to(root).as_posix()
         item = done.get(rel)
-        if item and item.get("teacher_sha256") == teacher_sha and (out / item["label"]).is_file() and item["image_sha256"] == _sha256(path):
+        if (
+            item
+            and item.get("teacher_sha256") == teacher_sha
+            and (out / item["label"]).is_file()
+            and item["image_sha256"] == _sha256(path)
+        ):
             continue
         todo.append(path)
     log.info("rank %d: %d of %d images to label (%d already done)", d.rank, len(todo), len(mine), len(mine) - len(todo))
@@ -97,7 +102,9 @@ def pseudo_label(
             part.write("\n")
     with open(part_file, "a") as part:
         bar = tqdm(total=len(todo), unit="img", disable=not d.main, desc="pseudo-label")
-        for src, result in predict(model, todo, input_size=size, device=str(d.device), precision=precision, workers=workers):
+        for src, result in predict(
+            model, todo, input_size=size, device=str(d.device), precision=precision, workers=workers
+        ):
             bar.update(1)
             if isinstance(result, Exception):
                 log.warning("skipping %s: %s", src, result)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+
+from da2k.errors import Da2kError
 from da2k.models import (
     VARIANTS,
     Variant,
@@ -21,8 +23,6 @@ from da2k.models import (
     read_state_dict,
 )
 from da2k.models.weights import load_strict
-
-from da2k.errors import Da2kError
 
 from .data import Augment, TrainSet, parse_data_spec, pseudo_records
 from .engine import TrainConfig, seed_everything, train
@@ -50,7 +50,9 @@ def dinov2_file(encoder: str, path: str | os.PathLike | None = None) -> Path:
     if cached.is_file():
         return cached
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("DA2K_OFFLINE") == "1":
-        raise Da2kError(f"offline and {name} is not cached: download {DINOV2_URL.format(encoder)} and pass --dinov2-weights PATH")
+        raise Da2kError(
+            f"offline and {name} is not cached: download {DINOV2_URL.format(encoder)} and pass --dinov2-weights PATH"
+        )
     cached.parent.mkdir(parents=True, exist_ok=True)
     try:
         torch.hub.download_url_to_file(DINOV2_URL.format(encoder), str(cached.with_suffix(".part")), progress=False)
@@ -62,7 +64,9 @@ def dinov2_file(encoder: str, path: str | os.PathLike | None = None) -> Path:
     return cached
 
 
-def init_model(variant: Variant, init: str, *, dinov2_weights: str | None = None, encoder_only: bool = False) -> torch.nn.Module:
+def init_model(
+    variant: Variant, init: str, *, dinov2_weights: str | None = None, encoder_only: bool = False
+) -> torch.nn.Module:
     """Network for `variant`, initialised by `init`: "dinov2" (official DINOv2 backbone, strict,
     head random), "random", or a Depth Anything checkpoint path (strict; `encoder_only` keeps just
     its `pretrained.*` weights, as the official metric fine-tuning does)."""
@@ -81,7 +85,7 @@ def init_model(variant: Variant, init: str, *, dinov2_weights: str | None = None
         raise Da2kError(f"--init must be dinov2, random or a checkpoint file; {path} does not exist")
     state = read_state_dict(path)
     if encoder_only:
-        enc = {k[len("pretrained."):]: v for k, v in state.items() if k.startswith("pretrained.")}
+        enc = {k[len("pretrained.") :]: v for k, v in state.items() if k.startswith("pretrained.")}
         load_strict(model.pretrained, enc, str(path), f"{variant.encoder_name} encoder")
     else:
         load_strict(model, state, str(path), variant.name)
@@ -122,9 +126,13 @@ def benchmark_evaluator(bench: str, variant: str, input_size: int, device: str =
     benchmark = load_benchmark(bench)
 
     def run(model_file: Path, step: int) -> dict:
-        predictor = make_predictor(variant, PredictorOptions(weights=str(model_file), input_size=input_size, device=device, precision="fp32"))
+        predictor = make_predictor(
+            variant, PredictorOptions(weights=str(model_file), input_size=input_size, device=device, precision="fp32")
+        )
         predictor.cacheable = False  # a new checkpoint every time: nothing to reuse
-        outcome = evaluate(benchmark, predictor, model_file.parent / "eval", name=f"step{step:07d}", progress=False, workers=1)
+        outcome = evaluate(
+            benchmark, predictor, model_file.parent / "eval", name=f"step{step:07d}", progress=False, workers=1
+        )
         o = outcome.result["overall"]
         return {"da2k_accuracy": round(o["accuracy"], 6), "da2k_pairs": o["n"]}
 
@@ -132,13 +140,20 @@ def benchmark_evaluator(bench: str, variant: str, input_size: int, device: str =
 
 
 def _run(
-    model: torch.nn.Module, dataset: TrainSet, loss: torch.nn.Module, cfg: TrainConfig, eval_bench: str | None, variant: str
+    model: torch.nn.Module,
+    dataset: TrainSet,
+    loss: torch.nn.Module,
+    cfg: TrainConfig,
+    eval_bench: str | None,
+    variant: str,
 ) -> Path:
     if isinstance(cfg.meta, dict):
         cfg.meta.setdefault("variant", variant)
         cfg.meta.setdefault("images", len(dataset))
     main_rank = int(os.environ.get("RANK", "0")) == 0
-    evaluator = benchmark_evaluator(eval_bench, variant, dataset.aug.size, cfg.device) if eval_bench and main_rank else None
+    evaluator = (
+        benchmark_evaluator(eval_bench, variant, dataset.aug.size, cfg.device) if eval_bench and main_rank else None
+    )
     path = train(model, dataset, loss, cfg, evaluate=evaluator)
     log.info("weights: %s (load with build_model(%r, weights=...))", path, variant)
     return path
@@ -205,7 +220,9 @@ def train_metric(
     Anything checkpoint passed as `init` contributes its encoder only (official recipe)."""
     variant = metric_variant(encoder, max_depth)
     records = [r for spec in data for r in parse_data_spec(spec)]
-    dataset = TrainSet(records, Augment(size=size), space="depth", min_depth=min_depth, max_depth=max_depth, seed=cfg.seed)
+    dataset = TrainSet(
+        records, Augment(size=size), space="depth", min_depth=min_depth, max_depth=max_depth, seed=cfg.seed
+    )
     seed_everything(cfg.seed)  # the same random head (and encoder, for --init random) every run
     model = init_model(variant, init, dinov2_weights=dinov2_weights, encoder_only=init not in ("dinov2", "random"))
     cfg.meta.update(stage="metric", data=list(data), init=init, max_depth=max_depth)
@@ -214,4 +231,6 @@ def train_metric(
 
 def _relative(variant: Variant) -> None:
     if variant.family != "v2" or variant.name not in RELATIVE_ENCODERS:
-        raise Da2kError(f"--encoder must be one of {', '.join(RELATIVE_ENCODERS)} for relative training, not {variant.name!r}")
+        raise Da2kError(
+            f"--encoder must be one of {', '.join(RELATIVE_ENCODERS)} for relative training, not {variant.name!r}"
+        )
