@@ -13,6 +13,7 @@ batches consumed) plus model, optimizer, scheduler, scaler and RNG states resume
 
 from __future__ import annotations
 
+import atexit
 import csv
 import hashlib
 import json
@@ -93,7 +94,15 @@ def init_distributed(device: str = "auto") -> DistInfo:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        # Leaving with a live process group lets gloo's threads die with the interpreter
+        # ("terminate called without an active exception", exit -6) on some ranks.
+        atexit.register(_leave_process_group)
     return DistInfo(rank, local_rank, world, dev)
+
+
+def _leave_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def seed_everything(seed: int) -> None:
@@ -251,15 +260,23 @@ def train(
     model.to(d.device)
     unused = freeze_unused(model, d.device)
     model.train()
-    net = DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None) if d.world > 1 else model
+    net = (
+        DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
+        if d.world > 1
+        else model
+    )
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     scaler = torch.amp.GradScaler(d.device.type, enabled=cfg.precision == "fp16")
     amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
 
-    sampler = DistributedSampler(dataset, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    sampler = DistributedSampler(
+        dataset, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed, drop_last=True
+    )
     if len(sampler) < cfg.batch_size:
-        raise Da2kError(f"{len(dataset)} training images are too few for {d.world} process(es) x batch {cfg.batch_size}")
+        raise Da2kError(
+            f"{len(dataset)} training images are too few for {d.world} process(es) x batch {cfg.batch_size}"
+        )
     epoch_sampler = EpochSampler(sampler)
     loader = DataLoader(
         dataset,
@@ -288,7 +305,12 @@ def train(
 
     logger = _Logger(out, step) if d.main else None
     if d.main:
-        meta = {**cfg.meta, "config": {k: v for k, v in asdict(cfg).items() if k != "meta"}, "world_size": d.world, "frozen": unused}
+        meta = {
+            **cfg.meta,
+            "config": {k: v for k, v in asdict(cfg).items() if k != "meta"},
+            "world_size": d.world,
+            "frozen": unused,
+        }
         (out / "train.json").write_text(json.dumps(meta, indent=1, default=str))
 
     def save() -> None:
