@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from annotate_helpers import seed_store
+from browser import launch, require_chromium
 from sqlalchemy import select
 
 from da2k.store import HumanVote, Pair, Review, Store
@@ -23,18 +24,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 # Gradio's queue calls pandas options that pandas 3 deprecates; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword is deprecated")
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} missing: apt-get install -y chromium (CI installs it)", allow_module_level=True)
+require_chromium()
 
 
 def free_port() -> int:
@@ -64,7 +54,7 @@ def served(tmp_path_factory):
 def page(served):
     outside: list[str] = []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch(p)
         context = browser.new_context(viewport={"width": 1280, "height": 900})
 
         def only_local(route):
@@ -222,7 +212,7 @@ def test_with_auth_people_log_in_and_their_login_is_their_name(tmp_path):
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            browser = launch(p)
             page = browser.new_page()
             page.set_default_timeout(30_000)
             page.goto(f"http://127.0.0.1:{port}/")

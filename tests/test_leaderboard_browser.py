@@ -10,24 +10,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from browser import launch, require_chromium
 from playwright.sync_api import sync_playwright
 from test_leaderboard import FIXTURES, make_bench
 
 from da2k.leaderboard import build_site
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-
-if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
-    pytest.skip(f"{CHROMIUM} missing: apt-get install -y chromium (CI installs it)", allow_module_level=True)
+require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +29,7 @@ def site(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = launch(p)
         yield browser
         browser.close()
 
