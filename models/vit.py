@@ -57,6 +57,10 @@ class Mlp(nn.Module):
         self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden, dim)
 
+    @property
+    def out(self) -> nn.Linear:
+        return self.fc2
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.hidden(x))
 
@@ -72,6 +76,10 @@ class SwiGLU(nn.Module):
         hidden = (int(hidden * 2 / 3) + 7) // 8 * 8
         self.w12 = nn.Linear(dim, 2 * hidden)
         self.w3 = nn.Linear(hidden, dim)
+
+    @property
+    def out(self) -> nn.Linear:
+        return self.w3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w3(self.hidden(x))
@@ -92,19 +100,23 @@ class LayerScale(nn.Module):
         return x * self.gamma
 
 
+def _fold(out: nn.Linear, scale: LayerScale) -> tuple[torch.Tensor, torch.Tensor]:
+    return out.weight * scale.gamma[:, None], out.bias * scale.gamma
+
+
 def _folded(out: nn.Linear, scale: LayerScale) -> tuple[torch.Tensor, torch.Tensor]:
     """(gamma * W, gamma * b); cached while no gradient is needed and the parameters are unchanged."""
     if torch.is_grad_enabled():
-        return out.weight * scale.gamma[:, None], out.bias * scale.gamma
+        return _fold(out, scale)
     params = (out.weight, out.bias, scale.gamma)
     try:
         key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
     except RuntimeError:  # parameters created under inference_mode have no version counter
-        return out.weight * scale.gamma[:, None], out.bias * scale.gamma
+        return _fold(out, scale)
     cached = getattr(out, "_da2k_folded", None)
     if cached is None or cached[0] != key:
         with torch.no_grad():
-            cached = (key, out.weight * scale.gamma[:, None], out.bias * scale.gamma)
+            cached = (key, *_fold(out, scale))
         out._da2k_folded = cached
     return cached[1], cached[2]
 
@@ -133,8 +145,7 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x + ls1(attn(norm1(x))), then x + ls2(mlp(norm2(x))), each with a fused epilogue.
         x = scaled_residual(x, self.attn.heads(self.norm1(x)), self.attn.proj, self.ls1)
-        out = self.mlp.fc2 if isinstance(self.mlp, Mlp) else self.mlp.w3
-        return scaled_residual(x, self.mlp.hidden(self.norm2(x)), out, self.ls2)
+        return scaled_residual(x, self.mlp.hidden(self.norm2(x)), self.mlp.out, self.ls2)
 
 
 class VisionTransformer(nn.Module):
