@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from da2k.mine import load_experts, mine, scan_images
+from da2k.mining import load_experts, mine, scan_images
 from da2k.models import build_model, load_image
 from da2k.models.parity import deterministic_state_dict
 from da2k.store import Store

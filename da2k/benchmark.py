@@ -36,6 +36,12 @@ HUB_REPO = "depth-anything/DA-2K"
 HUB_FILE = "DA-2K.zip"
 
 
+def map_path(root: str | Path, key: str, ext: str) -> Path:
+    """`root/<key with its extension replaced by ext>`: where a per-image map (precomputed
+    predictions, synthetic depth) for the image key `key` lives."""
+    return Path(root) / Path(key).with_suffix(ext)
+
+
 def scenario_of(key: str) -> str | None:
     """The path component after `images/` (`images/indoor/x.jpg` -> `indoor`); None if absent."""
     parts = PurePosixPath(key).parts

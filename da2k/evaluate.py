@@ -24,9 +24,10 @@ import numpy as np
 from da2k import __version__
 from da2k.benchmark import SCENARIOS, Benchmark, Pair, Report, scenario_of, validate
 from da2k.errors import Da2kError
+from da2k.models.files import atomic_write_text
 from da2k.models.prefetch import prefetch
 from da2k.predictors import Prediction, Predictor
-from da2k.results import SCHEMA, PairRow, atomic_write_text, write_pairs_csv, write_result
+from da2k.results import SCHEMA, PairRow, write_pairs_csv, write_result
 from da2k.scoring import order_scenarios, overall, pair_correct, sample_bilinear, score_by_scenario, to_disparity
 
 CACHE_ENV = "DA2K_CACHE_DIR"

@@ -1,4 +1,9 @@
-"""Result files: `results/<run>.json` (schema `da2k.result/1`, DESIGN.md) and the per-pair CSV.
+"""Result files, the one reader and writer: `<run>.json` (schema `da2k.result/1`) and the per-pair CSV.
+
+The result file (see `docs/design.md`): accuracies are fractions in [0, 1], `provenance` is
+"measured" (our run) or "reported" (a paper's number, with a `citation`, counts optional);
+unknown fields are ignored so newer files still load. Every problem is a `Da2kError` whose one
+line names the file.
 
 Per-pair CSV columns (one row per scored pair, annotation order):
 
@@ -17,19 +22,23 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
+import math
 from dataclasses import astuple, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
 from da2k.benchmark import SCENARIOS
 from da2k.errors import Da2kError
-from da2k.scoring import Paired, order_scenarios, paired
+from da2k.models.files import atomic_write_text
+from da2k.scoring import Paired, order_scenarios, paired, wilson_ci
 
 SCHEMA = "da2k.result/1"
 PAIR_FIELDS = ("image", "pair_index", "scenario", "value_closer", "value_other", "correct")
+
+PairKey = tuple[str, int]
+"""(image key as in annotations.json, index of the pair in that image's list)."""
 
 
 @dataclass(frozen=True)
@@ -43,19 +52,9 @@ class PairRow:
     value_other: float
     correct: bool
 
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` so readers see the old file or the new one, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    @property
+    def key(self) -> PairKey:
+        return (self.image, self.pair_index)
 
 
 def write_pairs_csv(path: str | Path, rows: list[PairRow]) -> None:
@@ -69,54 +68,256 @@ def write_pairs_csv(path: str | Path, rows: list[PairRow]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def read_pairs_csv(path: str | Path) -> list[PairRow]:
+def _pair_row(row: dict, path: Path, line: int) -> PairRow:
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        if row["correct"] not in ("0", "1"):
+            raise ValueError(f"correct={row['correct']!r}, expected 0 or 1")
+        return PairRow(
+            image=row["image"],
+            pair_index=int(row["pair_index"]),
+            scenario=row["scenario"],
+            value_closer=float(row["value_closer"]),
+            value_other=float(row["value_other"]),
+            correct=row["correct"] == "1",
+        )
+    except (TypeError, ValueError) as exc:
+        raise Da2kError(f"{path}:{line}: malformed per-pair row ({exc})") from None
+
+
+def read_pairs_csv(path: str | Path) -> list[PairRow]:
+    """The rows of a per-pair CSV in file order; columns are read by name (extra ones ignored);
+    a pair listed twice is an error."""
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             missing = set(PAIR_FIELDS) - set(reader.fieldnames or ())
             if missing:
-                raise Da2kError(f"{path} is not a da2k per-pair file (missing columns: {', '.join(sorted(missing))})")
-            return [
-                PairRow(
-                    image=r["image"],
-                    pair_index=int(r["pair_index"]),
-                    scenario=r["scenario"],
-                    value_closer=float(r["value_closer"]),
-                    value_other=float(r["value_other"]),
-                    correct=r["correct"] == "1",
+                raise Da2kError(
+                    f"{path} is not a da2k per-pair file (missing columns: {', '.join(sorted(missing))}; "
+                    f"expected {','.join(PAIR_FIELDS)})"
                 )
-                for r in reader
-            ]
+            rows = [_pair_row(r, path, line) for line, r in enumerate(reader, start=2)]
     except FileNotFoundError:
         raise Da2kError(f"per-pair file {path} does not exist") from None
-    except ValueError as exc:
-        raise Da2kError(f"{path}: malformed per-pair row ({exc})") from None
+    except UnicodeDecodeError:
+        raise Da2kError(f"{path}: per-pair file is not UTF-8 text") from None
+    except OSError as exc:
+        raise Da2kError(f"{path}: cannot read per-pair file ({exc.strerror or exc})") from None
+    seen: set[PairKey] = set()
+    for row in rows:
+        if row.key in seen:
+            raise Da2kError(f"{path}: pair {row.image}#{row.pair_index} appears twice")
+        seen.add(row.key)
+    return rows
+
+
+def read_pairs(path: str | Path) -> dict[PairKey, PairRow]:
+    """A per-pair CSV keyed by (image, pair_index), in file order."""
+    return {row.key: row for row in read_pairs_csv(path)}
 
 
 def write_result(path: str | Path, result: dict) -> None:
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
 
 
-def load_result(path: str | Path) -> dict:
-    """A result file; a one-line error if it is missing or not a da2k result."""
-    path = Path(path)
+@dataclass(frozen=True)
+class ResultScore:
+    """One accuracy (a fraction) with its pair counts and 95 % CI when known.
+
+    `ci_approx` marks an interval derived from an assumed pair count (reported numbers without
+    counts)."""
+
+    accuracy: float
+    n: int | None = None
+    correct: int | None = None
+    ci95: tuple[float, float] | None = None
+    ci_approx: bool = False
+
+    def with_ci(self, assumed_pairs: int | None = None) -> ResultScore:
+        """This score with an interval: exact Wilson from the counts, else approximate at
+        `assumed_pairs`, else as it is."""
+        if self.ci95 is not None:
+            return self
+        if self.n and self.correct is not None:
+            lo, hi = wilson_ci(self.correct, self.n)
+            return ResultScore(self.accuracy, self.n, self.correct, (float(lo), float(hi)))
+        if assumed_pairs:
+            return ResultScore(self.accuracy, self.n, self.correct, approx_ci(self.accuracy, assumed_pairs), True)
+        return self
+
+
+def approx_ci(accuracy: float, n: int) -> tuple[float, float]:
+    """Wilson 95 % interval for an accuracy measured on an assumed number of pairs."""
+    lo, hi = wilson_ci(int(round(accuracy * n)), n)
+    return float(lo), float(hi)
+
+
+@dataclass(frozen=True)
+class Result:
+    """A validated result file: the typed fields every reader needs, and `data`, the JSON as read."""
+
+    path: Path
+    data: dict
+    provenance: str
+    model: dict
+    benchmark: dict
+    overall: ResultScore
+    scenarios: dict[str, ResultScore]
+    scenario_mean: float | None
+    citation: str | None
+    pairs_path: Path | None
+
+    @property
+    def annotations_sha256(self) -> str | None:
+        return self.benchmark.get("annotations_sha256")
+
+
+class _Checker:
+    """Field access that turns a schema violation into a one-line error naming the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, what: str) -> Da2kError:
+        return Da2kError(f"{self.path}: {what}; expected a '{SCHEMA}' result file")
+
+    def obj(self, data: Any, where: str) -> dict:
+        if not isinstance(data, dict):
+            raise self.fail(f"'{where}' must be an object")
+        return data
+
+    def text(self, data: dict, key: str, where: str, required: bool = True) -> str | None:
+        value = data.get(key)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(f"'{where}.{key}' must be a non-empty string")
+        return value
+
+    def number(
+        self,
+        data: dict,
+        key: str,
+        where: str,
+        required: bool = True,
+        low: float | None = None,
+        high: float | None = None,
+    ) -> float | None:
+        value = data.get(key)
+        if value is None and not required:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.fail(f"'{where}.{key}' must be a number")
+        if (low is not None and value < low) or (high is not None and value > high):
+            if (low, high) == (0.0, 1.0):
+                raise self.fail(f"'{where}.{key}' is {value}, not a fraction in [0, 1]")
+            raise self.fail(f"'{where}.{key}' is {value}, it must be at least {low}")
+        return float(value)
+
+    def count(self, data: dict, key: str, where: str) -> int | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.fail(f"'{where}.{key}' must be a non-negative integer")
+        return value
+
+    def score(self, data: Any, where: str) -> ResultScore:
+        data = self.obj(data, where)
+        acc = self.number(data, "accuracy", where, low=0.0, high=1.0)
+        n, correct = self.count(data, "n", where), self.count(data, "correct", where)
+        if n is not None and correct is not None:
+            if correct > n:
+                raise self.fail(f"'{where}' has correct={correct} > n={n}")
+            if n and abs(correct / n - acc) > 1e-6:
+                raise self.fail(f"'{where}.accuracy' {acc} disagrees with correct/n = {correct}/{n}")
+        ci = data.get("ci95")
+        if ci is not None:
+            ok = (
+                isinstance(ci, list)
+                and len(ci) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in ci)
+                and 0.0 <= ci[0] <= acc + 1e-9
+                and acc - 1e-9 <= ci[1] <= 1.0
+            )
+            if not ok:
+                raise self.fail(f"'{where}.ci95' must be [lo, hi] fractions around the accuracy")
+            ci = (float(ci[0]), float(ci[1]))
+        return ResultScore(accuracy=acc, n=n, correct=correct, ci95=ci)
+
+    def pairs_file(self, data: dict) -> Path | None:
+        """The per-pair CSV named by `pairs_file`, which must stay inside the result's folder."""
+        name = self.text(data, "pairs_file", "<top level>", required=False)
+        if name is None:
+            return None
+        rel = PurePosixPath(name.replace("\\", "/"))
+        if rel.is_absolute() or ".." in rel.parts or (rel.parts and ":" in rel.parts[0]):
+            raise self.fail(f"'pairs_file' {name!r} must be a path inside the result's folder (no '..', not absolute)")
+        return self.path.parent / Path(*rel.parts)
+
+
+def _read_json(path: Path) -> Any:
     try:
-        result = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise Da2kError(f"result file {path} does not exist") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Da2kError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(result, dict) or result.get("schema") != SCHEMA:
-        raise Da2kError(f"{path} is not a da2k result file (schema {SCHEMA})")
-    return result
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Da2kError(f"{path}: cannot read result file ({exc.__class__.__name__}: {exc})") from None
+    except json.JSONDecodeError as exc:
+        raise Da2kError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:
+        raise Da2kError(f"{path}: JSON nested too deeply to be a result file") from None
 
 
-def pairs_path(result_path: str | Path, result: dict) -> Path:
-    """The per-pair CSV a result refers to (`pairs_file` is relative to the JSON's folder)."""
-    name = result.get("pairs_file")
-    if not name:
-        raise Da2kError(f"{result_path} names no per-pair file (a reported result cannot be compared pair by pair)")
-    return Path(result_path).parent / name
+def read_result(path: str | Path, *, need_pairs_file: bool = True) -> Result:
+    """Parse and validate one result file (and, with `need_pairs_file`, check that the per-pair
+    CSV it names exists)."""
+    path = Path(path)
+    check = _Checker(path)
+    data = check.obj(_read_json(path), "<top level>")
+    if data.get("schema") != SCHEMA:
+        raise check.fail(f"schema is {data.get('schema')!r}")
+    provenance = data.get("provenance")
+    if provenance not in ("measured", "reported"):
+        raise check.fail(f"provenance is {provenance!r}, not 'measured' or 'reported'")
+    model = check.obj(data.get("model"), "model")
+    check.text(model, "id", "model")
+    check.number(model, "n_params", "model", required=False, low=0)
+    check.number(data, "latency_ms", "<top level>", required=False, low=0)
+    bench = check.obj(data.get("benchmark"), "benchmark")
+    check.text(bench, "name", "benchmark")
+    check.count(bench, "n_pairs", "benchmark")
+    overall_raw = check.obj(data.get("overall"), "overall")
+    overall = check.score(overall_raw, "overall")
+    scen_raw = check.obj(data.get("scenarios", {}), "scenarios")
+    scenarios = {key: check.score(scen_raw[key], f"scenarios.{key}").with_ci() for key in sorted(scen_raw)}
+    citation = check.text(data, "citation", "<top level>", required=provenance == "reported")
+    if provenance == "measured" and (overall.n is None or overall.correct is None):
+        raise check.fail("a measured result needs 'overall.n' and 'overall.correct'")
+    scenario_mean = check.number(overall_raw, "scenario_mean", "overall", required=False, low=0.0, high=1.0)
+    if scenario_mean is None and scenarios:
+        scenario_mean = sum(s.accuracy for s in scenarios.values()) / len(scenarios)
+    pairs = check.pairs_file(data)
+    if need_pairs_file and pairs is not None and not pairs.is_file():
+        raise Da2kError(f"{path}: its pairs file {pairs} is missing; copy it next to the JSON or remove 'pairs_file'")
+    return Result(
+        path=path,
+        data=data,
+        provenance=provenance,
+        model=model,
+        benchmark=bench,
+        overall=overall.with_ci(bench.get("n_pairs")),
+        scenarios=scenarios,
+        scenario_mean=scenario_mean,
+        citation=citation,
+        pairs_path=pairs,
+    )
+
+
+def load_result(path: str | Path) -> dict:
+    """A validated result file, as the JSON dict it holds."""
+    return read_result(path, need_pairs_file=False).data
 
 
 @dataclass(frozen=True)
@@ -131,26 +332,36 @@ class Comparison:
     only_b: int
 
 
+def pair_up(rows_a: dict[PairKey, PairRow], rows_b: dict[PairKey, PairRow]) -> tuple[Paired, int]:
+    """Paired outcome of two runs on their common pairs (matched on image and pair index), and
+    how many pairs they share."""
+    common = [k for k in rows_a if k in rows_b]
+    outcome = paired(np.array([rows_a[k].correct for k in common]), np.array([rows_b[k].correct for k in common]))
+    return outcome, len(common)
+
+
 def compare(path_a: str | Path, path_b: str | Path) -> Comparison:
     """Read two result files and their per-pair CSVs; pair outcomes on the common pairs."""
-    a, b = load_result(path_a), load_result(path_b)
-    rows_a = {(r.image, r.pair_index): r for r in read_pairs_csv(pairs_path(path_a, a))}
-    rows_b = {(r.image, r.pair_index): r for r in read_pairs_csv(pairs_path(path_b, b))}
-    common = [k for k in rows_a if k in rows_b]
-    if not common:
+    a, b = read_result(path_a), read_result(path_b)
+    for r in (a, b):
+        if r.pairs_path is None:
+            raise Da2kError(f"{r.path} names no per-pair file (a reported result cannot be compared pair by pair)")
+    rows_a, rows_b = read_pairs(a.pairs_path), read_pairs(b.pairs_path)
+    total, n_common = pair_up(rows_a, rows_b)
+    if not n_common:
         raise Da2kError(f"{path_a} and {path_b} share no pairs (different benchmarks?)")
-    by_scenario: dict[str, list] = {}
-    for k in common:
-        by_scenario.setdefault(rows_a[k].scenario, []).append(k)
-
-    def outcome(keys: list) -> Paired:
-        return paired(np.array([rows_a[k].correct for k in keys]), np.array([rows_b[k].correct for k in keys]))
-
+    by_scenario: dict[str, list[PairKey]] = {}
+    for k in rows_a:
+        if k in rows_b:
+            by_scenario.setdefault(rows_a[k].scenario, []).append(k)
+    scenarios = {
+        s: pair_up({k: rows_a[k] for k in by_scenario[s]}, rows_b)[0] for s in order_scenarios(by_scenario, SCENARIOS)
+    }
     return Comparison(
-        a=a,
-        b=b,
-        scenarios={s: outcome(by_scenario[s]) for s in order_scenarios(by_scenario, SCENARIOS)},
-        overall=outcome(common),
-        only_a=len(rows_a) - len(common),
-        only_b=len(rows_b) - len(common),
+        a=a.data,
+        b=b.data,
+        scenarios=scenarios,
+        overall=total,
+        only_a=len(rows_a) - n_common,
+        only_b=len(rows_b) - n_common,
     )

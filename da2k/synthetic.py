@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from da2k.predictors import map_path
+from da2k.benchmark import map_path
 
 # Orientation tag -> the transpose that displays the stored pixels (PIL's exif_transpose table).
 _DISPLAY = {

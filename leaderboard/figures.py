@@ -15,8 +15,8 @@ import matplotlib.ticker
 import numpy as np
 from matplotlib.figure import Figure
 
+from da2k.leaderboard.names import scenario_label
 from da2k.leaderboard.ranking import PairwiseTest, Ranked
-from da2k.leaderboard.results import scenario_label
 
 MEASURED_COLOUR = "#0072B2"  # Okabe-Ito blue
 REPORTED_COLOUR = "#D55E00"  # Okabe-Ito vermillion

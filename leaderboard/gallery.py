@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 from da2k.benchmark import SCENARIOS
 from da2k.errors import Da2kError
-from da2k.leaderboard.pairs import PairKey, PairOutcome
+from da2k.results import PairKey, PairRow
 
 CLOSER_COLOUR = (0, 114, 178)  # Okabe-Ito blue: circle = the annotated closer point
 OTHER_COLOUR = (230, 159, 0)  # Okabe-Ito orange: square = the other point
@@ -33,7 +33,7 @@ class HardPair:
 
 
 def select_hard_pairs(
-    labels: list[str], outcomes: list[dict[PairKey, PairOutcome]], per_scenario: int
+    labels: list[str], outcomes: list[dict[PairKey, PairRow]], per_scenario: int
 ) -> dict[str, list[HardPair]]:
     """Per scenario, up to `per_scenario` pairs with the largest share of models wrong.
 

@@ -13,7 +13,9 @@ from importlib import resources
 from pathlib import Path
 
 from da2k.errors import Da2kError
-from da2k.leaderboard.results import Entry, Score, approx_ci
+from da2k.leaderboard.names import PAPER_MODEL_IDS
+from da2k.leaderboard.results import Entry, Score
+from da2k.results import approx_ci
 
 NOMINAL_PAIRS = 2000  # "we annotate 1K images with 2K pixel pairs in total" (Section 6.2)
 
@@ -29,21 +31,6 @@ PAPER_SCENARIOS = {
     "Object": "object",
 }
 
-# Paper model names that are exactly one of our variants (the released V2 students).
-PAPER_MODEL_IDS = {
-    "Depth Anything V2 ViT-S": "vits",
-    "Depth Anything V2 ViT-B": "vitb",
-    "Depth Anything V2 ViT-L": "vitl",
-    "Depth Anything V2 ViT-G": "vitg",
-}
-
-# Other predictor specs for the same checkpoints: their rows sit next to the paper's row.
-_ALIASES = {
-    "hf:depth-anything/Depth-Anything-V2-Small-hf": "vits",
-    "hf:depth-anything/Depth-Anything-V2-Base-hf": "vitb",
-    "hf:depth-anything/Depth-Anything-V2-Large-hf": "vitl",
-}
-
 # Figure 1 of the paper (V100 latency, parameters), from the JSON's `fig1_latency_params` note.
 FIG1_PARAMS_LATENCY = {
     "Marigold": (948e6, 5200.0, "V100, Marigold (LCM), paper Figure 1"),
@@ -53,17 +40,6 @@ FIG1_PARAMS_LATENCY = {
 }
 
 _DATA_FILE = "da2k_paper_tables.json"
-
-
-def group_of(model_id: str) -> str:
-    """The key that keeps measured and reported rows of one model together."""
-    return _ALIASES.get(model_id, model_id)
-
-
-def display_name(model_id: str) -> str:
-    """The paper's name for one of our variants (or an alias of one), else the id itself."""
-    names = {v: k for k, v in PAPER_MODEL_IDS.items()}
-    return names.get(group_of(model_id), model_id)
 
 
 def packaged_tables_path() -> Path:

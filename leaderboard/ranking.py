@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from da2k.leaderboard.pairs import PairKey, PairOutcome
 from da2k.leaderboard.results import Entry
-from da2k.scoring import mcnemar_exact
+from da2k.results import PairKey, PairRow, pair_up
 
 
 @dataclass(frozen=True)
@@ -76,16 +75,13 @@ class PairwiseTest:
     p_value: float | None
 
 
-def mcnemar_matrix(outcomes: list[dict[PairKey, PairOutcome]]) -> list[list[PairwiseTest]]:
+def mcnemar_matrix(outcomes: list[dict[PairKey, PairRow]]) -> list[list[PairwiseTest]]:
     """All-pairs exact McNemar tests, matching pairs on (image, pair_index)."""
     matrix = []
     for a in outcomes:
         row = []
         for b in outcomes:
-            common = sorted(a.keys() & b.keys())
-            a_only = sum(1 for k in common if a[k].correct and not b[k].correct)
-            b_only = sum(1 for k in common if b[k].correct and not a[k].correct)
-            p = float(mcnemar_exact(a_only, b_only)) if common else None
-            row.append(PairwiseTest(len(common), a_only, b_only, p))
+            test, n_common = pair_up(a, b)
+            row.append(PairwiseTest(n_common, test.b, test.c, float(test.p_value) if n_common else None))
         matrix.append(row)
     return matrix

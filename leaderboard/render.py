@@ -13,8 +13,8 @@ from importlib import resources
 from string import Template
 
 from da2k.leaderboard.gallery import HardPair, thumb_name
+from da2k.leaderboard.names import scenario_label
 from da2k.leaderboard.ranking import PairwiseTest, Ranked, group_runs
-from da2k.leaderboard.results import scenario_label
 
 _SCHEME = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://")
 

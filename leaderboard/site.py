@@ -24,11 +24,11 @@ from da2k.benchmark import SCENARIOS
 from da2k.errors import Da2kError
 from da2k.leaderboard import figures
 from da2k.leaderboard.gallery import load_annotations, make_thumbnail, select_hard_pairs, thumb_name
-from da2k.leaderboard.pairs import PairKey, PairOutcome, read_pairs
 from da2k.leaderboard.paper import load_paper_tables
 from da2k.leaderboard.ranking import mcnemar_matrix, rank_entries
 from da2k.leaderboard.render import Board, FigureView, render_gallery, render_index
 from da2k.leaderboard.results import Entry, find_result_files, load_result
+from da2k.results import PairKey, PairRow, read_pairs
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def _copy_results(entries: list[Entry], out: Path) -> dict[int, list[tuple[str, 
     return links
 
 
-def _load_outcomes(entry: Entry) -> dict[PairKey, PairOutcome]:
+def _load_outcomes(entry: Entry) -> dict[PairKey, PairRow]:
     outcomes = read_pairs(entry.pairs_path)
     n, correct = len(outcomes), sum(o.correct for o in outcomes.values())
     if (entry.overall.n, entry.overall.correct) != (n, correct):
@@ -171,7 +171,7 @@ def _render_site(
     links = _copy_results(entries, out)
     index_of = {id(e): i for i, e in enumerate(entries)}
     benchmarks = sorted({e.benchmark for e in entries}, key=lambda b: (b != "DA-2K", b))
-    outcomes_cache: dict[int, dict[PairKey, PairOutcome]] = {}
+    outcomes_cache: dict[int, dict[PairKey, PairRow]] = {}
     boards, slugs = [], set()
     for bench in benchmarks:
         rows = rank_entries([e for e in entries if e.benchmark == bench])

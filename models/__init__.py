@@ -12,10 +12,12 @@ from pathlib import Path
 
 import torch
 
-from .depth_anything import DepthAnything, build_architecture
+from .depth_anything import DepthAnything
+from .depth_anything import build_architecture as _build_architecture
 from .errors import ModelError
-from .inference import LowRes, autocast_dtype, cpu_flags, infer, infer_lowres, native_bf16, predict, select_device
+from .inference import LowRes, infer, infer_lowres, infer_network, predict
 from .registry import VARIANTS, Variant, get_variant
+from .runtime import PRECISIONS, Precision, autocast_dtype, cpu_flags, native_bf16, resolve_precision, select_device
 from .transforms import load_image, network_size, to_network_input
 from .weights import WEIGHTS_DIR_ENV, file_sha256, load_strict, read_state_dict, remap_state_dict
 from .weights import resolve_weights as _resolve_weights
@@ -26,16 +28,19 @@ def resolve_weights(name: str, weights: str | os.PathLike | None = None) -> Path
     return _resolve_weights(get_variant(name), weights)
 
 
-def build_model(name: str, weights: str | os.PathLike | None = None) -> torch.nn.Module:
-    """The `name` network in eval mode on the CPU. `weights=None`: architecture only (random
-    init); otherwise a checkpoint file (or a directory holding the official file name) loaded
-    with strict key matching. `model.checkpoint` is the loaded path (or None)."""
-    variant = get_variant(name)
-    model = build_architecture(variant)
+def build_model(name: str | Variant, weights: str | os.PathLike | None = None) -> torch.nn.Module:
+    """The `name` network (a registry name, or a `Variant`) in eval mode on the CPU.
+
+    `weights=None`: architecture only (random init); otherwise a checkpoint file (or a directory
+    holding the official file name) loaded with strict key matching. `model.checkpoint` is the
+    loaded path (or None). The one way to build our network (`load_pretrained` resolves the
+    weights first)."""
+    variant = name if isinstance(name, Variant) else get_variant(name)
+    model = _build_architecture(variant)
     model.checkpoint = None
     if weights is not None:
         path = _resolve_weights(variant, weights)
-        load_strict(model, read_state_dict(path), str(path), name)
+        load_strict(model, read_state_dict(path), str(path), variant.name)
         model.checkpoint = path
     return model
 
@@ -59,13 +64,17 @@ __all__ = [
     "get_variant",
     "infer",
     "infer_lowres",
+    "infer_network",
     "load_image",
     "load_pretrained",
     "native_bf16",
     "network_size",
+    "PRECISIONS",
+    "Precision",
     "predict",
     "read_state_dict",
     "remap_state_dict",
+    "resolve_precision",
     "resolve_weights",
     "select_device",
     "to_network_input",

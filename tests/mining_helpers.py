@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from da2k.predictors import map_path
+from da2k.benchmark import map_path
 from da2k.synthetic import SyntheticBenchmark, make_benchmark, write_maps
 
 SIZE = (96, 128)

@@ -14,7 +14,7 @@ from da2k.benchmark import load_benchmark, validate
 from da2k.cli import main
 from da2k.errors import Da2kError
 from da2k.export import export_benchmark, import_benchmark
-from da2k.mine import mine
+from da2k.mining import mine
 from da2k.store import Image, Pair, Store
 from da2k.store.annotation import record_human_vote
 

@@ -15,10 +15,10 @@ from da2k.models import (
     build_model,
     infer,
     infer_lowres,
-    inference,
     load_image,
     network_size,
     predict,
+    runtime,
 )
 
 
@@ -130,17 +130,17 @@ def test_predict_keeps_order_and_yields_errors_per_item(tiny, tmp_path):
 
 def test_auto_precision_uses_bf16_only_with_native_support(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(inference, "native_bf16", lambda: False)
+    monkeypatch.setattr(runtime, "native_bf16", lambda: False)
     assert autocast_dtype("auto", cpu) is None
-    monkeypatch.setattr(inference, "native_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "native_bf16", lambda: True)
     assert autocast_dtype("auto", cpu) is torch.bfloat16
     assert autocast_dtype("fp32", cpu) is None
 
 
 def test_forced_bf16_on_a_cpu_without_it_warns_once(monkeypatch, caplog):
-    monkeypatch.setattr(inference, "native_bf16", lambda: False)
-    monkeypatch.setattr(inference, "_warned_bf16", False)
-    with caplog.at_level(logging.WARNING, logger="da2k.models.inference"):
+    monkeypatch.setattr(runtime, "native_bf16", lambda: False)
+    monkeypatch.setattr(runtime, "_warned_bf16", False)
+    with caplog.at_level(logging.WARNING, logger="da2k.models.runtime"):
         assert autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
         autocast_dtype("bf16", torch.device("cpu"))
     assert len([r for r in caplog.records if "native bf16" in r.message]) == 1
@@ -153,7 +153,7 @@ def test_bad_precision_and_device_are_user_errors():
         autocast_dtype("fp8", torch.device("cpu"))
     if not torch.cuda.is_available():
         with pytest.raises(ModelError, match="no CUDA"):
-            inference.select_device("cuda")
+            runtime.select_device("cuda")
 
 
 def test_bf16_autocast_stays_close_to_fp32(tiny):

@@ -17,10 +17,10 @@ from da2k.cli import main
 from da2k.errors import Da2kError
 from da2k.leaderboard import build_site, load_result
 from da2k.leaderboard.gallery import CLOSER_COLOUR, OTHER_COLOUR, make_thumbnail
-from da2k.leaderboard.pairs import PairOutcome, read_pairs
 from da2k.leaderboard.paper import load_paper_tables, packaged_tables_path
 from da2k.leaderboard.ranking import mcnemar_matrix, rank_entries
 from da2k.leaderboard.results import Entry, Score
+from da2k.results import PairRow, read_pairs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "leaderboard"
 MEASURED = ["vits", "vitl", "mymodel"]
@@ -181,7 +181,7 @@ def test_ranks_in_the_page_mark_ties(site):
 
 def test_mcnemar_matches_pairs_on_image_and_index_only():
     def o(correct):
-        return PairOutcome("indoor", 1.0, 0.0, correct)
+        return PairRow("", 0, "indoor", 1.0, 0.0, correct)
 
     a = {("x.jpg", 0): o(True), ("x.jpg", 1): o(True), ("y.jpg", 0): o(False), ("z.jpg", 0): o(True)}
     b = {("y.jpg", 0): o(True), ("x.jpg", 1): o(False), ("x.jpg", 0): o(False)}
@@ -339,13 +339,16 @@ def test_add_result_copies_the_file_and_its_pairs_and_refuses_to_overwrite(tmp_p
     assert len(parse(tmp_path / "site" / "index.html").rows) == 1
 
 
-def test_pairs_file_may_name_the_image_column_key(tmp_path):
-    text = (FIXTURES / "vits.pairs.csv").read_text().replace("image,pair_index", "key,pair_index", 1)
+def test_pairs_file_columns_are_read_by_name_and_extra_ones_ignored(tmp_path):
+    text = (FIXTURES / "vits.pairs.csv").read_text()
     (tmp_path / "vits.pairs.csv").write_text(
         text.replace("\n", ",point1\n").replace("correct,point1", "correct,closer_point")
     )
     outcomes = read_pairs(tmp_path / "vits.pairs.csv")
     assert len(outcomes) == 16 and outcomes[("images/aerial/aerial-1.jpg", 1)].correct is False
+    (tmp_path / "renamed.pairs.csv").write_text(text.replace("image,pair_index", "key,pair_index", 1))
+    with pytest.raises(Da2kError, match="missing columns: image"):
+        read_pairs(tmp_path / "renamed.pairs.csv")
 
 
 def test_readme_example_of_a_reported_result_is_valid(tmp_path):

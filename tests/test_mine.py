@@ -16,8 +16,9 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from da2k.cli import main
-from da2k.mine import mine, parse_expert, parse_shard, scan_images
-from da2k.points import image_rng, propose_pairs
+from da2k.mining import mine, parse_shard, scan_images
+from da2k.mining.points import image_rng, propose_pairs
+from da2k.predictors import parse_spec
 from da2k.store import ExpertImage, ExpertRun, ExpertVote, Pair, Store
 from da2k.store import Image as ImageRow
 from da2k.store.stats import store_stats
@@ -259,12 +260,12 @@ def test_scenario_is_the_first_subfolder_or_given(scenes, tmp_path):
     assert [f.scenario for f in scan_images(tmp_path / "loose")] == ["loose"]
 
 
-def test_shard_and_expert_options_parse(monkeypatch):
+def test_shard_and_spec_options_parse(monkeypatch):
     assert parse_shard("1/4") == (1, 4)
     monkeypatch.setenv("RANK", "2")
     monkeypatch.setenv("WORLD_SIZE", "3")
     assert parse_shard(None) == (2, 3)
-    assert parse_expert("precomputed:/m;kind=depth;input_size=392") == (
+    assert parse_spec("precomputed:/m;kind=depth;input_size=392") == (
         "precomputed:/m",
         {"kind": "depth", "input_size": 392},
     )
@@ -273,7 +274,7 @@ def test_shard_and_expert_options_parse(monkeypatch):
     with pytest.raises(Da2kError):
         parse_shard("4/4")
     with pytest.raises(Da2kError):
-        parse_expert("vits;colour=blue")
+        parse_spec("vits;colour=blue")
 
 
 def test_real_photos_end_to_end_with_vit_tiny_experts(tmp_path):
@@ -354,7 +355,7 @@ def tiny_sam(folder: Path) -> Path:
 
 def test_sam_segments_come_from_a_grid_of_prompts_and_a_missing_sam_falls_back(tmp_path):
     from da2k.errors import Da2kError
-    from da2k.points import make_segmenter
+    from da2k.mining.points import make_segmenter
 
     name, segmenter = make_segmenter("sam", sam_model=str(tiny_sam(tmp_path / "sam")))
     assert name == f"sam:{tmp_path / 'sam'}"

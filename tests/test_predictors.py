@@ -8,15 +8,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from da2k.benchmark import map_path
 from da2k.errors import Da2kError
-from da2k.predictors import (
-    MarigoldPredictor,
-    PrecomputedPredictor,
-    Prediction,
-    PredictorOptions,
-    make_predictor,
-    map_path,
-)
+from da2k.predictors import Prediction, PredictorOptions, make_predictor
+from da2k.predictors.marigold import MarigoldPredictor
+from da2k.predictors.precomputed import PrecomputedPredictor
 from da2k.scoring import sample_bilinear
 
 KEY = "images/indoor/a.jpg"

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from da2k.cli import main
 from da2k.errors import Da2kError
-from da2k.mine import mine
+from da2k.mining import mine
 from da2k.store import (
     AuditEvent,
     Claim,

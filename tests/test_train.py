@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from da2k.cli import main
-from da2k.errors import Da2kError
+from da2k.models import ModelError
 from da2k.models import build_model, file_sha256, get_variant
 from da2k.models.train.data import (
     Augment,
@@ -62,9 +62,9 @@ def test_rgbd_folder_reads_npy_and_16bit_png_in_metres_with_its_mask(tmp_path):
 
 
 def test_unknown_or_empty_data_specs_say_what_to_pass(tmp_path):
-    with pytest.raises(Da2kError, match="rgbd:DIR"):
+    with pytest.raises(ModelError, match="rgbd:DIR"):
         parse_data_spec(f"kitti:{tmp_path}")
-    with pytest.raises(Da2kError, match="no labelled images"):
+    with pytest.raises(ModelError, match="no labelled images"):
         parse_data_spec(str(tmp_path))
 
 
@@ -149,7 +149,7 @@ def test_dinov2_init_loads_the_backbone_strictly_and_rejects_other_files(tmp_pat
 
 def test_offline_dinov2_download_error_names_the_file_and_the_flag(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    with pytest.raises(Da2kError, match=r"dinov2_vitb14_pretrain\.pth.*--dinov2-weights"):
+    with pytest.raises(ModelError, match=r"dinov2_vitb14_pretrain\.pth.*--dinov2-weights"):
         dinov2_file("vitb")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -41,26 +41,6 @@ def expert_run_id(
 
 def log_event(session: Session, actor: str, action: str, pair_id: Optional[int] = None, **detail: Any) -> None:
     session.add(AuditEvent(actor=actor, action=action, pair_id=pair_id, detail=detail))
-
-
-def decide(votes: Sequence[tuple[str, float]], min_margin: float) -> tuple[str, Optional[str]]:
-    """(status, consensus) from each expert's (closer, margin).
-
-    `auto_agreed` iff every expert names the same closer point (a tie agrees with nothing)
-    and every margin is at least `min_margin`; otherwise `needs_human`. The consensus is the
-    shared answer when all agree (whatever the margins), else None.
-    """
-    answers = {closer for closer, _ in votes}
-    consensus = next(iter(answers)) if len(answers) == 1 and "tie" not in answers and votes else None
-    confident = all(margin >= min_margin for _, margin in votes)
-    return ("auto_agreed" if consensus is not None and confident else "needs_human"), consensus
-
-
-def audit_draw(seed: int, image_sha256: str, point1: Sequence[int], point2: Sequence[int]) -> float:
-    """A uniform number in [0, 1) fixed by the seed and the pair: the same pairs are audited
-    on every run, whatever the order, sharding or resumption."""
-    text = f"{seed}:{image_sha256}:{point1[0]},{point1[1]}:{point2[0]},{point2[1]}"
-    return int(hashlib.sha256(text.encode()).hexdigest()[:13], 16) / float(16**13)
 
 
 def image_by_sha(session: Session, sha256: str) -> Optional[Image]:

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageEnhance
 
-from da2k.errors import Da2kError
 from da2k.models import load_image
+from da2k.models.errors import ModelError
 from da2k.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def rgbd_folder(root: Path) -> list[Record]:
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     kind = meta.get("kind", "depth")
     if kind not in ("depth", "disparity"):
-        raise Da2kError(f"{meta_file}: kind must be 'depth' or 'disparity', not {kind!r}")
+        raise ModelError(f"{meta_file}: kind must be 'depth' or 'disparity', not {kind!r}")
     records = []
     for image in _images_under(root / "images"):
         key = image.relative_to(root)
@@ -126,13 +126,13 @@ def parse_data_spec(spec: str) -> list[Record]:
         form, rest = "rgbd", spec
     readers: dict[str, Callable[[Path], list[Record]]] = {"rgbd": rgbd_folder, "hypersim": hypersim, "vkitti2": vkitti2}
     if form not in readers:
-        raise Da2kError(f"unknown data spec {spec!r}; use one of: {DATA_FORMS}")
+        raise ModelError(f"unknown data spec {spec!r}; use one of: {DATA_FORMS}")
     root = Path(rest).expanduser()
     if not root.is_dir():
-        raise Da2kError(f"data folder {root} does not exist (from --data {spec})")
+        raise ModelError(f"data folder {root} does not exist (from --data {spec})")
     records = readers[form](root)
     if not records:
-        raise Da2kError(f"no labelled images found in {root} for the {form} layout; see `da2k train teacher --help`")
+        raise ModelError(f"no labelled images found in {root} for the {form} layout; see `da2k train teacher --help`")
     return records
 
 
@@ -159,7 +159,7 @@ def read_label(record: Record) -> tuple[np.ndarray, np.ndarray]:
         try:
             import h5py
         except ImportError:
-            raise Da2kError("reading Hypersim needs h5py: pip install 'da2k[hypersim]'") from None
+            raise ModelError("reading Hypersim needs h5py: pip install 'da2k[hypersim]'") from None
         with h5py.File(record.label, "r") as f:
             values = _hypersim_planar(np.asarray(f["dataset"], dtype=np.float32))
     else:
@@ -176,10 +176,10 @@ def read_label(record: Record) -> tuple[np.ndarray, np.ndarray]:
 def unlabeled_images(root: Path) -> list[Path]:
     """Every image under `root` (recursive, sorted): the pseudo-labelling input."""
     if not root.is_dir():
-        raise Da2kError(f"image folder {root} does not exist")
+        raise ModelError(f"image folder {root} does not exist")
     images = _images_under(root)
     if not images:
-        raise Da2kError(f"no {'/'.join(IMAGE_EXTS)} images under {root}")
+        raise ModelError(f"no {'/'.join(IMAGE_EXTS)} images under {root}")
     return images
 
 
@@ -187,7 +187,7 @@ def pseudo_records(shards: Path) -> list[Record]:
     """Records of a pseudo-label folder written by `da2k pseudo-label` (its `manifest.json`)."""
     manifest_file = shards / "manifest.json"
     if not manifest_file.is_file():
-        raise Da2kError(f"{manifest_file} is missing: run `da2k pseudo-label ... --out {shards}` to completion first")
+        raise ModelError(f"{manifest_file} is missing: run `da2k pseudo-label ... --out {shards}` to completion first")
     manifest = json.loads(manifest_file.read_text())
     images_root = Path(manifest["images_root"])
     align = bool(manifest.get("align_corners", True))
@@ -256,7 +256,7 @@ def _label_at_image_size(record: Record, values: np.ndarray, valid: np.ndarray, 
     if values.shape == size:
         return values, valid
     if record.reader != "pseudo":
-        raise Da2kError(
+        raise ModelError(
             f"label {record.label} is {values.shape[::-1]} but image {record.image} is {size[::-1]} (w x h)"
         )
     t = torch.from_numpy(values)[None, None]
@@ -289,7 +289,7 @@ class TrainSet(torch.utils.data.Dataset):
         if space not in ("disparity", "depth"):
             raise ValueError(f"space must be 'disparity' or 'depth', not {space!r}")
         if space == "depth" and any(r.kind != "depth" for r in records):
-            raise Da2kError("metric training needs depth labels in metres (an rgbd folder with kind 'depth')")
+            raise ModelError("metric training needs depth labels in metres (an rgbd folder with kind 'depth')")
         self.records, self.aug, self.space = list(records), aug, space
         self.min_depth, self.max_depth, self.seed = min_depth, max_depth, seed
 

@@ -32,7 +32,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from da2k.errors import Da2kError
+from da2k.models.errors import ModelError
+from da2k.models.files import atomic_write
 
 from .data import EpochSampler
 
@@ -165,11 +166,11 @@ def lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
 
 def _check(cfg: TrainConfig) -> None:
     if cfg.precision not in PRECISIONS:
-        raise Da2kError(f"--precision must be one of {', '.join(PRECISIONS)}, not {cfg.precision!r}")
+        raise ModelError(f"--precision must be one of {', '.join(PRECISIONS)}, not {cfg.precision!r}")
     if cfg.schedule not in ("poly", "linear"):
-        raise Da2kError(f"--schedule must be poly or linear, not {cfg.schedule!r}")
+        raise ModelError(f"--schedule must be poly or linear, not {cfg.schedule!r}")
     if cfg.iters < 1 or cfg.batch_size < 1 or cfg.accum < 1:
-        raise Da2kError("--iters, --batch-size and --accum must be at least 1")
+        raise ModelError("--iters, --batch-size and --accum must be at least 1")
 
 
 class _Logger:
@@ -215,9 +216,7 @@ class _Logger:
 
 
 def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _gather(obj, d: DistInfo) -> list:
@@ -274,7 +273,7 @@ def train(
         dataset, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed, drop_last=True
     )
     if len(sampler) < cfg.batch_size:
-        raise Da2kError(
+        raise ModelError(
             f"{len(dataset)} training images are too few for {d.world} process(es) x batch {cfg.batch_size}"
         )
     epoch_sampler = EpochSampler(sampler)

@@ -25,8 +25,9 @@ import numpy as np
 import torch.distributed as dist
 from tqdm import tqdm
 
-from da2k.errors import Da2kError
 from da2k.models import build_model, file_sha256, predict
+from da2k.models.errors import ModelError
+from da2k.models.files import atomic_write, atomic_write_text
 
 from .data import unlabeled_images
 from .engine import init_distributed
@@ -70,10 +71,10 @@ def pseudo_label(
     root, out = Path(images).expanduser().resolve(), Path(out).expanduser()
     teacher = Path(teacher).expanduser()
     if not teacher.is_file():
-        raise Da2kError(f"--teacher {teacher} does not exist")
+        raise ModelError(f"--teacher {teacher} does not exist")
     model = build_model(encoder, weights=teacher)
     if model.variant.kind != "disparity":
-        raise Da2kError(f"the teacher must be a relative (disparity) model, not {encoder}")
+        raise ModelError(f"the teacher must be a relative (disparity) model, not {encoder}")
     size = input_size or model.variant.input_size
     files = unlabeled_images(root)
     (out / "parts").mkdir(parents=True, exist_ok=True)
@@ -112,10 +113,8 @@ def pseudo_label(
             rel = Path(src).relative_to(root).as_posix()
             label = Path("labels") / f"{rel}.npy"
             target = out / label
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".tmp.npy")
-            np.save(tmp, result.values.numpy().astype(np.float16))
-            os.replace(tmp, target)
+            labels = result.values.numpy().astype(np.float16)
+            atomic_write(target, lambda tmp, labels=labels: np.save(tmp, labels))
             item = {
                 "image": rel,
                 "image_sha256": _sha256(Path(src)),
@@ -144,9 +143,7 @@ def pseudo_label(
             "align_corners": model.variant.align_corners,
             "items": items,
         }
-        tmp = manifest.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(body, indent=1))
-        os.replace(tmp, manifest)
+        atomic_write_text(manifest, json.dumps(body, indent=1))
         log.info("%d of %d images labelled; manifest %s", len(items), len(files), manifest)
     if d.world > 1:
         dist.barrier()

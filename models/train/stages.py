@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from da2k.errors import Da2kError
 from da2k.models import (
     VARIANTS,
     Variant,
-    build_architecture,
+    build_model,
     get_variant,
     read_state_dict,
 )
+from da2k.models.errors import ModelError
 from da2k.models.weights import load_strict
 
 from .data import Augment, TrainSet, parse_data_spec, pseudo_records
@@ -39,25 +39,25 @@ def dinov2_file(encoder: str, path: str | os.PathLike | None = None) -> Path:
     """The official DINOv2 backbone checkpoint for `encoder` (`dinov2_vits14_pretrain.pth`, ...):
     `path` if given, else torch.hub's cache, downloading from dl.fbaipublicfiles.com once."""
     if encoder not in ("vits", "vitb", "vitl", "vitg"):
-        raise Da2kError(f"there are no DINOv2 weights for {encoder!r}; use --init random or a checkpoint")
+        raise ModelError(f"there are no DINOv2 weights for {encoder!r}; use --init random or a checkpoint")
     name = DINOV2_FILE.format(encoder)
     if path is not None:
         p = Path(path).expanduser()
         if not p.is_file():
-            raise Da2kError(f"--dinov2-weights {p} does not exist")
+            raise ModelError(f"--dinov2-weights {p} does not exist")
         return p
     cached = Path(torch.hub.get_dir()) / "checkpoints" / name
     if cached.is_file():
         return cached
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("DA2K_OFFLINE") == "1":
-        raise Da2kError(
+        raise ModelError(
             f"offline and {name} is not cached: download {DINOV2_URL.format(encoder)} and pass --dinov2-weights PATH"
         )
     cached.parent.mkdir(parents=True, exist_ok=True)
     try:
         torch.hub.download_url_to_file(DINOV2_URL.format(encoder), str(cached.with_suffix(".part")), progress=False)
     except Exception as exc:  # noqa: BLE001 -- any network failure is user-fixable the same way
-        raise Da2kError(
+        raise ModelError(
             f"cannot download {name} ({type(exc).__name__}): fetch {DINOV2_URL.format(encoder)} and pass --dinov2-weights PATH"
         ) from None
     cached.with_suffix(".part").rename(cached)
@@ -70,7 +70,7 @@ def init_model(
     """Network for `variant`, initialised by `init`: "dinov2" (official DINOv2 backbone, strict,
     head random), "random", or a Depth Anything checkpoint path (strict; `encoder_only` keeps just
     its `pretrained.*` weights, as the official metric fine-tuning does)."""
-    model = build_architecture(variant)
+    model = build_model(variant)
     if init in ("random", "dinov2"):
         _open_output(model)
     if init == "random":
@@ -82,7 +82,7 @@ def init_model(
         return model
     path = Path(init).expanduser()
     if not path.is_file():
-        raise Da2kError(f"--init must be dinov2, random or a checkpoint file; {path} does not exist")
+        raise ModelError(f"--init must be dinov2, random or a checkpoint file; {path} does not exist")
     state = read_state_dict(path)
     if encoder_only:
         enc = {k[len("pretrained.") :]: v for k, v in state.items() if k.startswith("pretrained.")}
@@ -112,31 +112,13 @@ def metric_variant(encoder: str, max_depth: float) -> Variant:
             return VARIANTS[name]
     base = VARIANTS.get(f"metric-hypersim-{encoder}")
     if base is None:
-        raise Da2kError(f"no metric variant for encoder {encoder!r}; use vits, vitb or vitl")
+        raise ModelError(f"no metric variant for encoder {encoder!r}; use vits, vitb or vitl")
     return dataclasses.replace(base, name=f"metric-{max_depth:g}m-{encoder}", max_depth=float(max_depth))
 
 
-def benchmark_evaluator(bench: str, variant: str, input_size: int, device: str = "auto") -> Callable[[Path, int], dict]:
-    """`evaluate(model_file, step)` scoring a checkpoint on a DA-2K-format benchmark through
-    `da2k.evaluate` (result JSON + pairs CSV per step under `<model_file dir>/eval/`)."""
-    from da2k.benchmark import load_benchmark
-    from da2k.evaluate import evaluate
-    from da2k.predictors import PredictorOptions, make_predictor
-
-    benchmark = load_benchmark(bench)
-
-    def run(model_file: Path, step: int) -> dict:
-        predictor = make_predictor(
-            variant, PredictorOptions(weights=str(model_file), input_size=input_size, device=device, precision="fp32")
-        )
-        predictor.cacheable = False  # a new checkpoint every time: nothing to reuse
-        outcome = evaluate(
-            benchmark, predictor, model_file.parent / "eval", name=f"step{step:07d}", progress=False, workers=1
-        )
-        o = outcome.result["overall"]
-        return {"da2k_accuracy": round(o["accuracy"], 6), "da2k_pairs": o["n"]}
-
-    return run
+Evaluator = Callable[[Path, int], dict]
+"""`evaluate(model_file, step) -> {column: value}`: scores a saved checkpoint (the benchmark layer
+builds it and passes it in; models knows no benchmark)."""
 
 
 def _run(
@@ -144,17 +126,14 @@ def _run(
     dataset: TrainSet,
     loss: torch.nn.Module,
     cfg: TrainConfig,
-    eval_bench: str | None,
+    evaluate: Evaluator | None,
     variant: str,
 ) -> Path:
     if isinstance(cfg.meta, dict):
         cfg.meta.setdefault("variant", variant)
         cfg.meta.setdefault("images", len(dataset))
     main_rank = int(os.environ.get("RANK", "0")) == 0
-    evaluator = (
-        benchmark_evaluator(eval_bench, variant, dataset.aug.size, cfg.device) if eval_bench and main_rank else None
-    )
-    path = train(model, dataset, loss, cfg, evaluate=evaluator)
+    path = train(model, dataset, loss, cfg, evaluate=evaluate if main_rank else None)
     log.info("weights: %s (load with build_model(%r, weights=...))", path, variant)
     return path
 
@@ -169,9 +148,10 @@ def train_teacher(
     size: int = 518,
     max_depth: float | None = None,
     alignment: str = "median",
-    eval_bench: str | None = None,
+    evaluate: Evaluator | None = None,
 ) -> Path:
-    """Teacher: labelled (synthetic) RGB-D, L_ssi + 2 L_gm on disparity, no trimming."""
+    """Teacher: labelled (synthetic) RGB-D, L_ssi + 2 L_gm on disparity, no trimming;
+    `evaluate` (optional) scores `model.pt` every `cfg.eval_every` steps and at the end."""
     variant = get_variant(encoder)
     _relative(variant)
     records = [r for spec in data for r in parse_data_spec(spec)]  # concatenated, not balanced
@@ -179,7 +159,7 @@ def train_teacher(
     seed_everything(cfg.seed)  # the same random head (and encoder, for --init random) every run
     model = init_model(variant, init, dinov2_weights=dinov2_weights)
     cfg.meta.update(stage="teacher", data=list(data), init=init)
-    return _run(model, dataset, SSIGradientLoss(alignment=alignment), cfg, eval_bench, variant.name)
+    return _run(model, dataset, SSIGradientLoss(alignment=alignment), cfg, evaluate, variant.name)
 
 
 def train_student(
@@ -192,7 +172,7 @@ def train_student(
     size: int = 518,
     trim: float = 0.1,
     alignment: str = "median",
-    eval_bench: str | None = None,
+    evaluate: Evaluator | None = None,
 ) -> Path:
     """Student: pseudo-labelled real images only; the top `trim` of per-pixel losses ignored."""
     variant = get_variant(encoder)
@@ -202,7 +182,7 @@ def train_student(
     seed_everything(cfg.seed)  # the same random head (and encoder, for --init random) every run
     model = init_model(variant, init, dinov2_weights=dinov2_weights)
     cfg.meta.update(stage="student", pseudo=list(pseudo), init=init, trim=trim)
-    return _run(model, dataset, SSIGradientLoss(alignment=alignment, trim=trim), cfg, eval_bench, variant.name)
+    return _run(model, dataset, SSIGradientLoss(alignment=alignment, trim=trim), cfg, evaluate, variant.name)
 
 
 def train_metric(
@@ -231,6 +211,6 @@ def train_metric(
 
 def _relative(variant: Variant) -> None:
     if variant.family != "v2" or variant.name not in RELATIVE_ENCODERS:
-        raise Da2kError(
+        raise ModelError(
             f"--encoder must be one of {', '.join(RELATIVE_ENCODERS)} for relative training, not {variant.name!r}"
         )

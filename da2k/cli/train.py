@@ -1,5 +1,5 @@
 """`da2k train teacher|student|metric` and `da2k pseudo-label`: thin commands over
-`da2k.models.train`. Run them as they are for one process, or under torchrun for DDP:
+`da2k.models.train` (with `da2k.training`'s benchmark evaluator passed in for `--eval`). Run them as they are for one process, or under torchrun for DDP:
 
     torchrun --nproc_per_node 8 --no-python da2k train teacher --data rgbd:synthetic/ --out runs/teacher
 """
@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from da2k.cli import user_errors
+from da2k.cli.errors import user_errors
+from da2k.cli.options import device_option, precision_option, workers_option
 
 ENCODERS = ("vits", "vitb", "vitl", "vitg", "vit-tiny")
 
@@ -108,6 +109,15 @@ def _config(kw: dict[str, Any], stage: str):
     return cfg
 
 
+def _evaluator(bench: str | None, encoder: str, size: int, device: str):
+    """The DA-2K-format benchmark scorer training calls with each checkpoint (rank 0 only)."""
+    if not bench or int(os.environ.get("RANK", "0")) != 0:
+        return None
+    from da2k.training import benchmark_evaluator
+
+    return benchmark_evaluator(bench, encoder, size, device)
+
+
 def _training_command(fn: Callable) -> Callable:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -159,7 +169,7 @@ def teacher(data, encoder, max_depth, eval_bench, **kw) -> None:
         dinov2_weights=dinov2_weights,
         size=size,
         max_depth=max_depth,
-        eval_bench=eval_bench,
+        evaluate=_evaluator(eval_bench, encoder, size, cfg.device),
     )
     click.echo(f"teacher weights: {path}")
 
@@ -183,7 +193,14 @@ def student(pseudo, encoder, trim, eval_bench, **kw) -> None:
     init, dinov2_weights, size = kw.pop("init"), kw.pop("dinov2_weights"), kw.pop("size")
     cfg = _config(kw, "student")
     path = train_student(
-        pseudo, encoder, cfg, init=init, dinov2_weights=dinov2_weights, size=size, trim=trim, eval_bench=eval_bench
+        pseudo,
+        encoder,
+        cfg,
+        init=init,
+        dinov2_weights=dinov2_weights,
+        size=size,
+        trim=trim,
+        evaluate=_evaluator(eval_bench, encoder, size, cfg.device),
     )
     click.echo(f"student weights: {path}")
 
@@ -238,9 +255,9 @@ def metric(data, encoder, max_depth, min_depth, **kw) -> None:
     help="Label folder (labels/, parts/, manifest.json).",
 )
 @click.option("--input-size", type=int, help="Network short side (default: the variant's).")
-@click.option("--device", default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
-@click.option("--workers", default=2, show_default=True, help="Decoding threads.")
+@device_option
+@precision_option()
+@workers_option("Decoding threads.")
 @_training_command
 def pseudo_label(teacher, encoder, images, out_dir, input_size, device, precision, workers) -> None:
     """Label unlabeled images with a teacher (rank-sharded under torchrun, resumable).

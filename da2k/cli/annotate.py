@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import click
 
-from da2k.cli import user_errors
+from da2k.cli.errors import user_errors
+from da2k.cli.options import db_option
 from da2k.errors import Da2kError
 
 
 @click.command()
-@click.option(
-    "--db",
-    default="da2k.db",
-    show_default=True,
-    help="Annotation database: a SQLite file or a SQLAlchemy URL (postgresql+psycopg://...).",
-)
+@db_option
 @click.option(
     "--images-root",
     type=click.Path(exists=True, file_okay=False),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from da2k.cli import user_errors
+from da2k.cli.errors import user_errors
 
 
 @click.group()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import click
 
-from da2k.cli import user_errors
+from da2k.cli.errors import user_errors
+from da2k.cli.options import device_option, precision_option, weights_option, workers_option
 from da2k.scoring import KINDS
 
 DATA_HELP = (
@@ -46,9 +47,7 @@ def _echo_problems(problems, err: bool = False) -> None:
     required=True,
     help="vits|vitb|vitl|vitg|v1-*|metric-*, precomputed:DIR, hf:REPO, marigold:REPO or python:MODULE:FUNCTION.",
 )
-@click.option(
-    "--weights", type=click.Path(), help="Checkpoint for our models (default: $DA2K_WEIGHTS_DIR, then the hub)."
-)
+@weights_option
 @click.option(
     "--kind",
     type=click.Choice(KINDS),
@@ -62,8 +61,8 @@ def _echo_problems(problems, err: bool = False) -> None:
 )
 @click.option("--scenarios", help="Comma-separated scenarios to score (default: all).")
 @click.option("--limit", type=click.IntRange(min=1), help="Score only the first N images (after --scenarios).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
+@device_option
+@precision_option()
 @click.option(
     "--out",
     "out_dir",
@@ -86,16 +85,12 @@ def _echo_problems(problems, err: bool = False) -> None:
 @click.option("--allow-scenario", multiple=True, metavar="NAME", help="Accept an extra scenario folder (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True, help="marigold: noise seed.")
 @click.option(
-    "--ensemble-size", type=int, default=1, show_default=True, help="marigold: predictions averaged per image."
+    "--ensemble-size",
+    type=click.IntRange(min=1),
+    help="diffusion models: predictions averaged per image (default: the model's).",
 )
 @click.option("--steps", type=int, help="marigold: denoising steps (default: the model's).")
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=2,
-    show_default=True,
-    help="Threads decoding and resizing ahead of the model.",
-)
+@workers_option()
 @user_errors
 def evaluate(
     spec,

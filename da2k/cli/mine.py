@@ -1,0 +1,132 @@
+"""`da2k mine`: propose pairs on your images and let expert models vote on them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from da2k.cli.errors import user_errors
+from da2k.cli.options import db_option, device_option, precision_option, workers_option
+
+DEFAULT_EXPERTS = ("vitl", "v1-vitl", "marigold:prs-eth/marigold-depth-v1-1", "hf:Intel/dpt-large")
+
+
+@click.command()
+@click.option(
+    "--images",
+    "images",
+    required=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Folder of images (scanned recursively).",
+)
+@db_option
+@click.option("--scenario", help="Scenario of every image (default: the first sub-folder under --images).")
+@click.option(
+    "--pairs-per-image",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Candidate pairs proposed per image.",
+)
+@click.option(
+    "--expert",
+    "experts",
+    multiple=True,
+    help=(
+        "Expert predictor spec, repeatable, at least two (DA-2K used four): vitl, v1-vitl, "
+        "marigold:REPO, hf:REPO, python:MODULE:FUNCTION, precomputed:DIR;kind=depth. Options follow "
+        "';': vit-tiny;weights=PATH. Default: " + ", ".join(DEFAULT_EXPERTS) + "."
+    ),
+)
+@click.option(
+    "--min-margin",
+    default=0.05,
+    show_default=True,
+    type=float,
+    help="Smallest margin (|disparity difference| / the expert's disparity range on the image) for an automatic answer.",
+)
+@click.option(
+    "--audit-rate",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of agreed pairs sent to humans as gold questions.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seeds point proposal and audit sampling.")
+@click.option(
+    "--points",
+    type=click.Choice(["auto", "sam", "felzenszwalb"]),
+    default="auto",
+    show_default=True,
+    help="Segments for candidate points: SAM (pip install 'da2k[sam]') or scikit-image; auto tries SAM first.",
+)
+@click.option(
+    "--shard", help="INDEX/COUNT: mine only this share of the images (default: RANK/WORLD_SIZE under torchrun)."
+)
+@device_option
+@precision_option()
+@workers_option("Threads decoding and proposing points ahead of the experts.")
+@user_errors
+def mine(
+    images,
+    db,
+    scenario,
+    pairs_per_image,
+    experts,
+    min_margin,
+    audit_rate,
+    seed,
+    points,
+    shard,
+    device,
+    precision,
+    workers,
+):
+    """Propose point pairs on unlabeled images and let expert models vote on which is closer.
+
+    Pairs all experts agree on (with a clear margin) are kept automatically; the others wait
+    for humans (`da2k annotate`). Re-running continues where a run stopped and adds nothing
+    twice.
+
+    \b
+    da2k mine --images photos/ --expert vitl --expert v1-vitl \\
+        --expert 'marigold:prs-eth/marigold-depth-v1-1' --expert 'precomputed:geowizard/;kind=depth'
+    """
+    from da2k.mining import mine as run_mine
+    from da2k.mining import parse_shard
+    from da2k.store import Store
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    with Store(db) as store:
+        report = run_mine(
+            store,
+            Path(images),
+            list(experts) or list(DEFAULT_EXPERTS),
+            scenario=scenario,
+            shard=parse_shard(shard),
+            device=device,
+            precision=precision,
+            pairs_per_image=pairs_per_image,
+            min_margin=min_margin,
+            audit_rate=audit_rate,
+            seed=seed,
+            points=points,
+            workers=workers,
+        )
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(report.statuses.items())) or "none"
+    timing = ""
+    if any(report.expert_seconds.values()):
+        timing = f"; {report.outside_experts_share:.0%} of {report.wall_seconds:.1f} s outside the experts"
+    click.echo(
+        f"{report.files} files: {report.images_new} new images, {report.images_done_before} done before, "
+        f"{report.duplicates} duplicates, {len(report.failed)} failed; {report.pairs_added} pairs added; "
+        f"decided: {statuses}{timing}"
+    )
+    if report.failed:
+        for path, reason in report.failed:
+            click.echo(f"failed: {path}: {reason}", err=True)
+        raise click.ClickException(
+            f"{len(report.failed)} image(s) could not be mined (listed above); the rest are stored"
+        )

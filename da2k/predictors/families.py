@@ -1,0 +1,51 @@
+"""Which spec prefix builds which predictor, and the options each one uses.
+
+Imports of the optional packages (transformers, diffusers) happen inside the predictors, so
+registering a family costs nothing."""
+
+from __future__ import annotations
+
+from da2k.predictors.spec import PredictorOptions, register_prefix
+
+
+@register_prefix("", ("weights", "kind", "input_size"), "vits|vitb|vitl|vitg|v1-*|metric-*")
+def _ours(name: str, o: PredictorOptions):
+    from da2k.predictors.ours import DepthAnythingPredictor
+
+    return DepthAnythingPredictor(name, o.weights, o.input_size, o.device, o.precision, kind=o.kind)
+
+
+@register_prefix("precomputed", ("kind",), "precomputed:DIR")
+def _precomputed(directory: str, o: PredictorOptions):
+    from da2k.predictors.precomputed import PrecomputedPredictor
+
+    return PrecomputedPredictor(directory, o.kind)
+
+
+@register_prefix("hf", ("kind", "input_size"), "hf:REPO")
+def _hf(repo: str, o: PredictorOptions):
+    from da2k.predictors.hf import HFPredictor
+
+    return HFPredictor(repo, o.kind, o.input_size, o.device, o.precision)
+
+
+@register_prefix("marigold", ("seed", "ensemble_size", "steps", "input_size"), "marigold:REPO")
+def _marigold(repo: str, o: PredictorOptions):
+    from da2k.predictors.marigold import MarigoldPredictor
+
+    return MarigoldPredictor(
+        repo,
+        seed=o.seed,
+        ensemble_size=o.ensemble_size or 1,
+        steps=o.steps,
+        input_size=o.input_size,
+        device=o.device,
+        precision=o.precision,
+    )
+
+
+@register_prefix("python", ("kind",), "python:MODULE:FUNCTION")
+def _python(target: str, o: PredictorOptions):
+    from da2k.predictors.python import PythonPredictor
+
+    return PythonPredictor(target, o.kind)

@@ -1,0 +1,79 @@
+"""`marigold:REPO`: diffusers' MarigoldDepthPipeline (pip install 'da2k[marigold]')."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from da2k.errors import Da2kError
+from da2k.predictors.base import Prediction, Predictor, as_map, folder_weights_sha256
+
+
+class MarigoldPredictor(Predictor):
+    """`diffusers.MarigoldDepthPipeline`: affine-invariant depth (near = 0, far = 1), so kind is
+    `depth`. Seed, ensemble size and denoising steps are recorded in `settings`."""
+
+    family = "marigold"
+    kind = "depth"
+
+    def __init__(
+        self,
+        repo: str,
+        *,
+        seed: int = 0,
+        ensemble_size: int = 1,
+        steps: int | None = None,
+        input_size: int | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+    ) -> None:
+        super().__init__()
+        try:
+            import torch
+            from diffusers import MarigoldDepthPipeline
+        except ImportError:
+            raise Da2kError("marigold: models need diffusers: pip install 'da2k[marigold]'") from None
+        from da2k.models import resolve_precision, select_device
+
+        self.repo, self.id = repo, f"marigold:{repo}"
+        self.device = select_device(device)
+        # The pipeline runs in its weights' dtype: the resolved precision is the dtype the weights
+        # are loaded in. On the CPU its preprocessing (antialiased resize) has no bf16 kernel.
+        supported = ("fp32",) if self.device.type == "cpu" else ("fp32", "bf16", "fp16")
+        self.precision = resolve_precision(precision, self.device, supported=supported, who="marigold on this device")
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision.name]
+        try:
+            self.pipe = MarigoldDepthPipeline.from_pretrained(repo, torch_dtype=dtype).to(self.device)
+        except (OSError, ValueError) as exc:  # missing files; ValueError: not a valid repo id
+            raise Da2kError(f"cannot load Marigold pipeline {repo!r}: {str(exc).splitlines()[0]}") from None
+        self.pipe.set_progress_bar_config(disable=True)
+        self._torch = torch
+        self.seed, self.ensemble_size, self.steps = seed, ensemble_size, steps
+        self.input_size = input_size or getattr(self.pipe, "default_processing_resolution", None)
+        self.settings = {
+            "seed": seed,
+            "ensemble_size": ensemble_size,
+            "num_inference_steps": steps or getattr(self.pipe, "default_denoising_steps", None),
+            "processing_resolution": self.input_size,
+            "precision": self.precision.name,
+            "align_corners": False,
+        }
+        self._sha256 = folder_weights_sha256(repo, None, marker="model_index.json")
+
+    @property
+    def checkpoint_sha256(self) -> str | None:
+        return self._sha256
+
+    def forward(self, prepared: Image.Image) -> Prediction:
+        # A fresh generator per image: the same image gets the same noise whatever the order,
+        # which keeps resumed runs identical.
+        generator = self._torch.Generator(device="cpu").manual_seed(self.seed)
+        out = self.pipe(
+            prepared,
+            num_inference_steps=self.steps,
+            ensemble_size=self.ensemble_size,
+            processing_resolution=self.input_size,
+            match_input_resolution=False,
+            generator=generator,
+            output_type="np",
+        )
+        return Prediction(as_map(out.prediction, self.id), "depth", align_corners=False)
