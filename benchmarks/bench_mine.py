@@ -7,7 +7,7 @@ voting and database writes come on top. Goal: <= 10 % of the mining time outside
 
 Experts get deterministic weights (da2k.models.parity): speed does not depend on their values.
 
-    python benchmarks/bench_mine.py --images ../shared/images --limit 4
+    python benchmarks/bench_mine.py --images PHOTOS_DIR --limit 4
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 `annotations.json` maps `images/<scenario>/<file>` to a list of pairs
 `{"point1": [row, col], "point2": [row, col], "closer_point": "point1" | "point2"}`; points are in
 the image as decoded with its EXIF orientation applied; image paths are relative to the folder
-holding `annotations.json`. See DESIGN.md.
+holding `annotations.json`. See docs/design.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """DA-2K scoring, pure: numpy arrays in, numbers out (no IO, no torch).
 
-The rules (DESIGN.md): a prediction is made *disparity-like* (larger = closer) from its declared
+The rules (docs/design.md): a prediction is made *disparity-like* (larger = closer) from its declared
 kind, a pair is correct iff value(closer) > value(other) **strictly** (ties and NaNs are wrong, so a
 constant map scores 0), accuracies are fractions with a 95 % Wilson interval, the overall accuracy
 is pair-weighted and `scenario_mean` the unweighted mean over scenarios.

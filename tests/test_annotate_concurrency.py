@@ -12,12 +12,15 @@ import multiprocessing
 import random
 import time
 
+import pytest
 from annotate_helpers import seed_store
 from sqlalchemy import select
 
 from da2k.errors import Da2kError
 from da2k.store import HumanVote, Pair, Store
 from da2k.store.annotate import Presentation, answer_pair, next_pair, waiting_count
+
+pytestmark = pytest.mark.slow
 
 N_PAIRS = 200
 VOTES = 3

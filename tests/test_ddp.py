@@ -15,6 +15,8 @@ import torch
 
 from da2k.synthetic import make_benchmark
 
+pytestmark = pytest.mark.slow
+
 
 def _torchrun(out: Path, data: Path, *extra: str) -> None:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"

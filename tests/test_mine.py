@@ -179,6 +179,7 @@ def test_unreadable_and_duplicate_files_are_reported_and_skipped(scenes, tmp_pat
             assert s.scalar(select(func.count()).select_from(ImageRow)) == len(scenes.bench.keys)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_duplicates_or_losses(scenes, tmp_path):
     experts = slow_expert_specs(tmp_path)
     proc = mine_process(scenes.images, tmp_path / "k.db", experts, delay=0.2)
@@ -215,6 +216,7 @@ def test_killed_run_resumes_without_duplicates_or_losses(scenes, tmp_path):
     assert reads >= 1
 
 
+@pytest.mark.slow
 def test_concurrent_readers_see_consistent_counts_while_mining(scenes, tmp_path):
     proc = mine_process(scenes.images, tmp_path / "r.db", slow_expert_specs(tmp_path), delay=0.05)
     seen = []

@@ -14,8 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from da2k.cli import main
-from da2k.models import ModelError
-from da2k.models import build_model, file_sha256, get_variant
+from da2k.models import ModelError, build_model, file_sha256, get_variant
 from da2k.models.train.data import (
     Augment,
     TrainSet,
@@ -213,6 +212,7 @@ def test_pseudo_labelling_resumes_and_its_manifest_hashes_match_the_files(tmp_pa
         assert np.load(out / item["label"]).dtype == np.float16
 
 
+@pytest.mark.slow
 def test_small_scale_proof_teacher_pseudo_labels_student_beats_80_percent_on_held_out_pairs(tmp_path):
     """The whole V2 recipe at toy scale on CPU: vit-tiny, 56 px crops, 60 steps per stage."""
     started, cpu_started = time.perf_counter(), time.process_time()

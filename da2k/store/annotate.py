@@ -8,7 +8,7 @@ after abandoning it. Answers are given as the annotator saw them (`A`, `B`, `uns
 stored in the pair's own order with `swapped` set, by one write transaction that also
 resolves the pair, so every answer is committed before the next pair is handed out.
 
-Resolution here follows the issue: a pair collects exactly `votes_per_pair` answers; a strict
+Resolution: a pair collects exactly `votes_per_pair` answers; a strict
 majority (more than half) naming one point resolves it, anything else is a conflict that goes
 to review (status `discarded` with human votes and no `Review` row yet; a reviewer's decision,
 discard included, takes it out of the queue). Gold questions are pairs with a known

@@ -26,7 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 SCHEMA_VERSION = 1
 
 PAIR_STATUSES = ("pending", "auto_agreed", "needs_human", "resolved", "discarded")
-"""`pending`: proposed, expert votes not complete yet; the other four are the issue's statuses."""
+"""`pending`: proposed, expert votes not complete yet; the other four are the statuses of docs/design.md."""
 PAIR_SOURCES = ("mined", "manual", "imported")
 ANSWERS = ("point1", "point2")
 HUMAN_ANSWERS = ("point1", "point2", "unsure")
