@@ -15,8 +15,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 
 def build_view(root: Path, dest: Path) -> None:
