@@ -109,6 +109,13 @@ def _config(kw: dict[str, Any], stage: str):
     return cfg
 
 
+def _eval_options(fn: Callable) -> Callable:
+    fn = click.option("--eval-every", default=0, help="Evaluation period in steps (0: only at the end).")(fn)
+    return click.option(
+        "--eval", "eval_bench", type=click.Path(exists=True), help="DA-2K-format benchmark scored during training."
+    )(fn)
+
+
 def _evaluator(bench: str | None, encoder: str, size: int, device: str):
     """The DA-2K-format benchmark scorer training calls with each checkpoint (rank 0 only)."""
     if not bench or int(os.environ.get("RANK", "0")) != 0:
@@ -149,10 +156,7 @@ def train() -> None:
 )
 @click.option("--encoder", type=click.Choice(ENCODERS), default="vitg", show_default=True)
 @click.option("--max-depth", type=float, help="Mask pixels farther than this (depth labels).")
-@click.option(
-    "--eval", "eval_bench", type=click.Path(exists=True), help="DA-2K-format benchmark scored during training."
-)
-@click.option("--eval-every", default=0, help="Evaluation period in steps (0: only at the end).")
+@_eval_options
 @_optimisation_options({"iters": 160_000, "batch_size": 4})
 @_training_command
 def teacher(data, encoder, max_depth, eval_bench, **kw) -> None:
@@ -180,10 +184,7 @@ def teacher(data, encoder, max_depth, eval_bench, **kw) -> None:
 )
 @click.option("--encoder", type=click.Choice(ENCODERS), default="vits", show_default=True)
 @click.option("--trim", default=0.1, show_default=True, help="Fraction of largest per-pixel losses ignored per image.")
-@click.option(
-    "--eval", "eval_bench", type=click.Path(exists=True), help="DA-2K-format benchmark scored during training."
-)
-@click.option("--eval-every", default=0, help="Evaluation period in steps (0: only at the end).")
+@_eval_options
 @_optimisation_options({"iters": 480_000, "batch_size": 4})
 @_training_command
 def student(pseudo, encoder, trim, eval_bench, **kw) -> None:
