@@ -1,14 +1,12 @@
-"""Between the annotation store and the DA-2K file format: `da2k export` and `import-benchmark`.
+"""`da2k export`: the annotation store's settled pairs as a DA-2K-format benchmark.
 
 Export writes only settled pairs (`auto_agreed`, `resolved`) in the official form: point1 is
 the closer point and `closer_point` is always "point1"; images are hard-linked (copied across
-file systems) to `images/<scenario>/<file>`. Import loads any DA-2K-format benchmark as
-`imported` pairs whose answers are known, so they can serve as gold questions.
+file systems) to `images/<scenario>/<file>`. The way back is `da2k.importing`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -22,7 +20,7 @@ from tqdm.auto import tqdm
 
 from da2k.errors import Da2kError
 from da2k.store import Image, Pair, Store
-from da2k.store.ops import image_by_sha, log_event
+from da2k.store.ops import log_event
 
 log = logging.getLogger(__name__)
 
@@ -110,108 +108,3 @@ def export_benchmark(
     with store.write() as s:
         log_event(s, "export", "export", out=str(out.resolve()), images=len(annotations), pairs=n_pairs)
     return ExportReport(out, len(annotations), n_pairs)
-
-
-@dataclass(frozen=True)
-class ImportReport:
-    images: int
-    pairs_added: int
-    pairs_existing: int
-    skipped: int
-
-
-def _integral(point: tuple[float, float]) -> tuple[int, int]:
-    return (int(round(point[0])), int(round(point[1])))
-
-
-def import_benchmark(
-    store: Store,
-    path: Path,
-    *,
-    status: str = "resolved",
-    extract_to: Optional[Path] = None,
-    allow_scenarios: tuple[str, ...] = (),
-    progress: bool = True,
-) -> ImportReport:
-    """Load a DA-2K-format benchmark (folder or zip) as `imported` pairs with known answers
-    (`is_gold`). `status="needs_human"` queues them for re-annotation instead of `resolved`.
-    Images of a zip are extracted to `extract_to` (default: a folder named after the zip)."""
-    from da2k.benchmark import load_benchmark, scenario_of, validate
-
-    if status not in ("resolved", "needs_human"):
-        raise Da2kError(f"imported pairs are 'resolved' or 'needs_human', not {status!r}")
-    bench = load_benchmark(path)
-    checked = validate(bench, allowed_scenarios=allow_scenarios)
-    skipped = checked.skipped_pairs(bench.annotations)
-    for problem in checked.problems[:20]:
-        log.warning("skipping: %s", problem)
-    source = Path(bench.source)
-    if source.is_dir():
-        root = source.resolve()
-    else:
-        root = Path(extract_to) if extract_to is not None else source.with_suffix("")
-        root = root.resolve()
-    n_images = added = existing = 0
-    for key in tqdm(bench.keys(), desc="import", unit="img", disable=not progress):
-        if not checked.is_valid(key):
-            continue
-        data = bench.read_bytes(key)
-        if not source.is_dir():
-            target = root / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.exists():
-                target.write_bytes(data)
-        sha = hashlib.sha256(data).hexdigest()
-        height, width = checked.sizes[key]
-        with store.write() as s:
-            image = image_by_sha(s, sha)
-            if image is None:
-                image = Image(
-                    sha256=sha,
-                    root=str(root),
-                    path=key,
-                    scenario=scenario_of(key) or "",
-                    width=width,
-                    height=height,
-                    source="imported",
-                )
-                s.add(image)
-                s.flush()
-            n_images += 1
-            have = {frozenset((p.point1, p.point2)) for p in image.pairs}
-            for index, raw in enumerate(bench.annotations[key]):
-                if not checked.is_valid(key, index):
-                    continue
-                p1, p2 = _integral(tuple(raw["point1"])), _integral(tuple(raw["point2"]))
-                if frozenset((p1, p2)) in have or p1 == p2:
-                    existing += 1
-                    continue
-                have.add(frozenset((p1, p2)))
-                answer = raw["closer_point"]
-                s.add(
-                    Pair(
-                        image_id=image.id,
-                        p1_row=p1[0],
-                        p1_col=p1[1],
-                        p2_row=p2[0],
-                        p2_col=p2[1],
-                        source="imported",
-                        status=status,
-                        is_gold=True,
-                        reference_answer=answer,
-                        answer=answer if status == "resolved" else None,
-                    )
-                )
-                added += 1
-    with store.write() as s:
-        log_event(
-            s,
-            "import",
-            "import_benchmark",
-            source=str(source),
-            images=n_images,
-            pairs=added,
-            existing=existing,
-            skipped=skipped,
-        )
-    return ImportReport(n_images, added, existing, skipped)

@@ -13,7 +13,8 @@ from sqlalchemy import select
 from da2k.benchmark import load_benchmark, validate
 from da2k.cli import main
 from da2k.errors import Da2kError
-from da2k.export import export_benchmark, import_benchmark
+from da2k.export import export_benchmark
+from da2k.importing import import_benchmark
 from da2k.mining import mine
 from da2k.store import Image, Pair, Store
 from da2k.store.annotation import record_human_vote

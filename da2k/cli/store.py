@@ -66,7 +66,7 @@ def export(db, out, copy, images_root):
 @user_errors
 def import_benchmark(path, db, reannotate, extract_to, allow_scenario):
     """Load a DA-2K-format benchmark (folder or zip) into the store; its pairs can serve as gold."""
-    from da2k.export import import_benchmark as run_import
+    from da2k.importing import import_benchmark as run_import
     from da2k.store import Store
 
     with Store(db) as store:

@@ -1,0 +1,154 @@
+"""`da2k import-benchmark`: a DA-2K-format benchmark (folder or zip) into the annotation store.
+
+The benchmark's pairs become `imported` pairs whose answers are known (`is_gold`), so they can
+serve as gold questions, or be queued for humans again (`needs_human`). Two steps: the images
+are read (and, from a zip, extracted), then their pairs are inserted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+from tqdm.auto import tqdm
+
+from da2k.benchmark import Benchmark, Report, load_benchmark, scenario_of, validate
+from da2k.errors import Da2kError
+from da2k.store import Image, Pair, Store
+from da2k.store.ops import image_by_sha, log_event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    images: int
+    pairs_added: int
+    pairs_existing: int
+    skipped: int
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """One valid image of the benchmark, ready to insert: where it now lives and what it is."""
+
+    key: str
+    sha256: str
+    size: tuple[int, int]  # (height, width), EXIF applied
+
+
+def _integral(point: tuple[float, float]) -> tuple[int, int]:
+    return (int(round(point[0])), int(round(point[1])))
+
+
+def images_root(bench: Benchmark, extract_to: Optional[Path]) -> Path:
+    """The folder the imported images are read from later: the benchmark folder itself, or
+    where a zip's images are extracted (default: a folder named after the zip)."""
+    source = Path(bench.source)
+    if source.is_dir():
+        return source.resolve()
+    return (Path(extract_to) if extract_to is not None else source.with_suffix("")).resolve()
+
+
+def source_images(bench: Benchmark, checked: Report, root: Path, *, progress: bool = True) -> Iterator[SourceImage]:
+    """The benchmark's valid images in file order; a zip's are written under `root` first."""
+    from_zip = not Path(bench.source).is_dir()
+    for key in tqdm(bench.keys(), desc="import", unit="img", disable=not progress):
+        if not checked.is_valid(key):
+            continue
+        data = bench.read_bytes(key)
+        if from_zip:
+            target = root / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                target.write_bytes(data)
+        yield SourceImage(key, hashlib.sha256(data).hexdigest(), checked.sizes[key])
+
+
+def insert_pairs(
+    store: Store, bench: Benchmark, checked: Report, images: Iterator[SourceImage], root: Path, status: str
+) -> tuple[int, int, int]:
+    """Insert each image (deduplicated by sha256) and its valid pairs; (images, added, existing)."""
+    n_images = added = existing = 0
+    for item in images:
+        height, width = item.size
+        with store.write() as s:
+            image = image_by_sha(s, item.sha256)
+            if image is None:
+                image = Image(
+                    sha256=item.sha256,
+                    root=str(root),
+                    path=item.key,
+                    scenario=scenario_of(item.key) or "",
+                    width=width,
+                    height=height,
+                    source="imported",
+                )
+                s.add(image)
+                s.flush()
+            n_images += 1
+            have = {frozenset((p.point1, p.point2)) for p in image.pairs}
+            for index, raw in enumerate(bench.annotations[item.key]):
+                if not checked.is_valid(item.key, index):
+                    continue
+                p1, p2 = _integral(tuple(raw["point1"])), _integral(tuple(raw["point2"]))
+                if frozenset((p1, p2)) in have or p1 == p2:
+                    existing += 1
+                    continue
+                have.add(frozenset((p1, p2)))
+                answer = raw["closer_point"]
+                s.add(
+                    Pair(
+                        image_id=image.id,
+                        p1_row=p1[0],
+                        p1_col=p1[1],
+                        p2_row=p2[0],
+                        p2_col=p2[1],
+                        source="imported",
+                        status=status,
+                        is_gold=True,
+                        reference_answer=answer,
+                        answer=answer if status == "resolved" else None,
+                    )
+                )
+                added += 1
+    return n_images, added, existing
+
+
+def import_benchmark(
+    store: Store,
+    path: Path,
+    *,
+    status: str = "resolved",
+    extract_to: Optional[Path] = None,
+    allow_scenarios: tuple[str, ...] = (),
+    progress: bool = True,
+) -> ImportReport:
+    """Load a DA-2K-format benchmark (folder or zip) as `imported` pairs with known answers
+    (`is_gold`). `status="needs_human"` queues them for re-annotation instead of `resolved`.
+    Images of a zip are extracted to `extract_to` (default: a folder named after the zip)."""
+    if status not in ("resolved", "needs_human"):
+        raise Da2kError(f"imported pairs are 'resolved' or 'needs_human', not {status!r}")
+    bench = load_benchmark(path)
+    checked = validate(bench, allowed_scenarios=allow_scenarios)
+    skipped = checked.skipped_pairs(bench.annotations)
+    for problem in checked.problems[:20]:
+        log.warning("skipping: %s", problem)
+    root = images_root(bench, extract_to)
+    images = source_images(bench, checked, root, progress=progress)
+    n_images, added, existing = insert_pairs(store, bench, checked, images, root, status)
+    with store.write() as s:
+        log_event(
+            s,
+            "import",
+            "import_benchmark",
+            source=str(bench.source),
+            images=n_images,
+            pairs=added,
+            existing=existing,
+            skipped=skipped,
+        )
+    return ImportReport(n_images, added, existing, skipped)
