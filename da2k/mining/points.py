@@ -133,49 +133,32 @@ def _pick(rng: np.random.Generator, pixels: np.ndarray, weights: np.ndarray) -> 
     return pixels[rng.choice(len(pixels), p=weights / weights.sum())]
 
 
-def propose_pairs(
-    image: Image.Image,
-    n_pairs: int,
-    rng: np.random.Generator,
-    segmenter: Segmenter = felzenszwalb_segments,
-    *,
-    method: str = "felzenszwalb",
-    work_size: int = WORK_SIZE,
-) -> Proposal:
-    """Up to `n_pairs` distinct pairs of (row, col) points of the full-size `image`.
+Segment = tuple[np.ndarray, np.ndarray]
+"""(pixels (N, 2) row/col in the work image, their distance to the nearest blocked pixel)."""
 
-    Half the pairs (rounded down) are within one segment, the rest across two segments
-    (all within when there is a single usable segment). Fewer pairs come back when the image
-    offers too few safe points.
-    """
-    width, height = image.size
-    small = image.convert("RGB")
-    small.thumbnail((work_size, work_size), Image.Resampling.BILINEAR)
-    rgb = np.asarray(small)
-    h, w = rgb.shape[:2]
-    labels = segmenter(rgb)
+
+def _safe_segments(rgb: np.ndarray, labels: np.ndarray) -> list[Segment]:
+    """Per segment, its pixels far enough from segment borders, strong edges and the frame."""
     from scipy import ndimage
 
+    h, w = rgb.shape[:2]
     dist = ndimage.distance_transform_edt(~_blocked_mask(rgb, labels))
-    min_dist = max(2.0, 0.02 * min(h, w))
-    min_sep = 0.08 * float(np.hypot(h, w))
-    eligible = dist >= min_dist
-    segments: list[tuple[np.ndarray, np.ndarray]] = []
+    eligible = dist >= max(2.0, 0.02 * min(h, w))
+    segments = []
     for label in np.unique(labels[eligible]):
         rows, cols = np.nonzero(eligible & (labels == label))
         if len(rows) >= 4:
             segments.append((np.stack([rows, cols], axis=1), dist[rows, cols]))
-    if not segments or n_pairs <= 0:
-        return Proposal(method, [])
+    return segments
+
+
+def _sample_pairs(
+    rng: np.random.Generator, segments: list[Segment], n_pairs: int, min_sep: float, to_full: Callable
+) -> list[CandidatePair]:
+    """`n_pairs` distinct pairs, half within one segment and half across two (all within when
+    there is a single segment); segments are drawn with weight sqrt(size)."""
     seg_weights = np.sqrt([len(pixels) for pixels, _ in segments])
     seg_weights = seg_weights / seg_weights.sum()
-
-    def to_full(p: np.ndarray) -> Point:
-        return (
-            min(height - 1, int((p[0] + 0.5) * height / h)),
-            min(width - 1, int((p[1] + 0.5) * width / w)),
-        )
-
     n_within = n_pairs // 2 if len(segments) > 1 else n_pairs
     pairs: list[CandidatePair] = []
     seen: set[tuple[Point, Point]] = set()
@@ -197,7 +180,40 @@ def propose_pairs(
             seen.add((p1, p2))
             pairs.append(CandidatePair(p1, p2, relation))
             made += 1
-    return Proposal(method, pairs)
+    return pairs
+
+
+def propose_pairs(
+    image: Image.Image,
+    n_pairs: int,
+    rng: np.random.Generator,
+    segmenter: Segmenter = felzenszwalb_segments,
+    *,
+    method: str = "felzenszwalb",
+    work_size: int = WORK_SIZE,
+) -> Proposal:
+    """Up to `n_pairs` distinct pairs of (row, col) points of the full-size `image`.
+
+    Half the pairs (rounded down) are within one segment, the rest across two segments
+    (all within when there is a single usable segment). Fewer pairs come back when the image
+    offers too few safe points.
+    """
+    width, height = image.size
+    small = image.convert("RGB")
+    small.thumbnail((work_size, work_size), Image.Resampling.BILINEAR)
+    rgb = np.asarray(small)
+    h, w = rgb.shape[:2]
+    segments = _safe_segments(rgb, segmenter(rgb))
+    if not segments or n_pairs <= 0:
+        return Proposal(method, [])
+
+    def to_full(p: np.ndarray) -> Point:
+        return (
+            min(height - 1, int((p[0] + 0.5) * height / h)),
+            min(width - 1, int((p[1] + 0.5) * width / w)),
+        )
+
+    return Proposal(method, _sample_pairs(rng, segments, n_pairs, 0.08 * float(np.hypot(h, w)), to_full))
 
 
 def image_rng(seed: int, sha256: str, salt: Optional[int] = None) -> np.random.Generator:
