@@ -128,6 +128,32 @@ def hardware(predictor: Predictor) -> str:
     return text
 
 
+def latency_record(predictor: Predictor, forward_seconds: list[float]) -> dict:
+    """`latency_ms` (median of the forward time per image: the network alone, decoding and
+    resizing excluded) and a `latency` block saying where it was measured; empty when nothing
+    was timed (every image came from the cache, or the predictor runs no network)."""
+    if not forward_seconds or not predictor.timed:
+        return {}
+    device = getattr(predictor, "device", None)
+    if device is not None and getattr(device, "type", "") == "cuda":
+        import torch
+
+        where = torch.cuda.get_device_name(device)
+    else:
+        where = hardware(None)
+    precision = getattr(getattr(predictor, "precision", None), "name", None) or predictor.settings.get("precision")
+    return {
+        "latency_ms": round(1000 * float(np.median(forward_seconds)), 3),
+        "latency": {
+            "statistic": "median over images predicted in this run",
+            "images": len(forward_seconds),
+            "hardware": where,
+            "precision": precision,
+            "input_size": predictor.input_size,
+        },
+    }
+
+
 def select_images(
     bench: Benchmark, report: Report, scenarios: Sequence[str] | None, limit: int | None
 ) -> list[tuple[str, list[Pair]]]:
@@ -219,12 +245,14 @@ def evaluate(
     pairs_of = dict(selected)
 
     t_forward = t_sample = 0.0
+    forward_seconds: list[float] = []
     bar = tqdm(
         total=len(selected), initial=len(selected) - len(todo), unit="img", disable=not progress, desc=predictor.id
     )
     with bar:
         for key, prediction, seconds in run_predictions(predictor, bench, todo, workers):
             t_forward += seconds
+            forward_seconds.append(seconds)
             t1 = time.perf_counter()
             pts = pair_points(pairs_of[key])
             sampled = sample_bilinear(prediction.values, pts, report.sizes[key], prediction.align_corners)
@@ -248,6 +276,8 @@ def evaluate(
     run = name or run_name(predictor, bench, scenarios, limit)
     result_path, csv_path = out_dir / f"{run}.json", out_dir / f"{run}.pairs.csv"
     model = predictor.describe()
+    if name:
+        model["name"] = name  # the user's name for the run is the row's name on a leaderboard
     if len(kinds) == 1:
         model["kind"] = kinds.pop()
     skipped_pairs = report.skipped_pairs(bench.annotations)
@@ -272,6 +302,7 @@ def evaluate(
         "pairs_file": csv_path.name,
         "toolkit_version": __version__,
         "hardware": hardware(predictor),
+        **latency_record(predictor, forward_seconds),
         "wall_time_s": round(time.perf_counter() - started, 3),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

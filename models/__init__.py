@@ -19,7 +19,7 @@ from .inference import LowRes, infer, infer_lowres, infer_network, predict
 from .registry import VARIANTS, Variant, get_variant
 from .runtime import PRECISIONS, Precision, autocast_dtype, cpu_flags, native_bf16, resolve_precision, select_device
 from .transforms import load_image, network_size, to_network_input
-from .weights import WEIGHTS_DIR_ENV, file_sha256, load_strict, read_state_dict, remap_state_dict
+from .weights import WEIGHTS_DIR_ENV, checkpoint_source, file_sha256, load_strict, read_state_dict, remap_state_dict
 from .weights import resolve_weights as _resolve_weights
 
 
@@ -59,6 +59,7 @@ __all__ = [
     "WEIGHTS_DIR_ENV",
     "autocast_dtype",
     "build_model",
+    "checkpoint_source",
     "cpu_flags",
     "file_sha256",
     "get_variant",

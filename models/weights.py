@@ -63,6 +63,19 @@ def resolve_weights(variant: Variant, weights: str | os.PathLike | None = None) 
         ) from None
 
 
+def checkpoint_source(variant: Variant, path: str | os.PathLike) -> str:
+    """Where a resolved checkpoint came from, for result files: `hub:<repo>@<revision>/<file>`
+    when `path` lies in the `huggingface_hub` cache snapshot of `variant`'s hub repo, else
+    "local file" (never the local path itself, which is private to the machine)."""
+    if variant.hub_repo:
+        parts = Path(path).parts
+        folder = "models--" + variant.hub_repo.replace("/", "--")
+        for i in range(len(parts) - 3):
+            if parts[i] == folder and parts[i + 1] == "snapshots":
+                return f"hub:{variant.hub_repo}@{parts[i + 2]}/{'/'.join(parts[i + 3 :])}"
+    return "local file"
+
+
 def remap_state_dict(state: dict) -> dict[str, torch.Tensor]:
     """Unwrap `{"model": ...}` / `{"state_dict": ...}` containers and DDP's `module.` prefix."""
     for key in ("model", "state_dict"):

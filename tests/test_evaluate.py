@@ -53,7 +53,7 @@ def _rows(out: Path, run: str) -> list[dict]:
 
 
 def _timeless(result: dict) -> dict:
-    return {k: v for k, v in result.items() if k not in ("wall_time_s", "date")}
+    return {k: v for k, v in result.items() if k not in ("wall_time_s", "date", "latency_ms", "latency")}
 
 
 def test_precomputed_ground_truth_end_to_end(synth, tmp_path):

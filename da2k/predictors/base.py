@@ -57,7 +57,8 @@ class Predictor:
     """Base class; subclasses set the attributes and implement `prepare`/`forward`.
 
     id: the model name in results (`vitl`, `hf:Intel/dpt-large`); family: the `predictor` field;
-    kind: the declared output kind; cacheable: whether per-image values may be cached.
+    kind: the declared output kind; cacheable: whether per-image values may be cached;
+    timed: whether `forward` runs a network, so its time per image is a latency worth recording.
     """
 
     id: str = ""
@@ -65,6 +66,7 @@ class Predictor:
     kind: str = "disparity"
     input_size: int | None = None
     cacheable: bool = True
+    timed: bool = True
 
     def __init__(self) -> None:
         self.settings: dict = {}
@@ -72,6 +74,20 @@ class Predictor:
     @property
     def checkpoint_sha256(self) -> str | None:
         return None
+
+    @property
+    def checkpoint_source(self) -> str | None:
+        """Where the weights came from: `hub:<repo>@<revision>[/<file>]`, "local file" or
+        "local folder"; None when there are no weights (maps computed elsewhere)."""
+        return None
+
+    @property
+    def n_params(self) -> int | None:
+        """Parameters of the network (`self.model`, when it is a torch module), else None."""
+        model = getattr(self, "model", None)
+        if model is None or not hasattr(model, "parameters"):
+            return None
+        return sum(p.numel() for p in model.parameters())
 
     def prepare(self, key: str, load: ImageLoader) -> Any:
         """CPU-side work for one image (decode, resize); runs in a worker thread."""
@@ -92,9 +108,18 @@ class Predictor:
             "predictor": self.family,
             "kind": self.kind,
             "checkpoint_sha256": self.checkpoint_sha256,
+            "checkpoint_source": self.checkpoint_source,
+            "n_params": self.n_params,
             "input_size": self.input_size,
             "settings": dict(self.settings),
         }
+
+
+def hub_source(repo: str, revision: str | None) -> str:
+    """`checkpoint_source` of weights named by a hub repo id or a local folder."""
+    if Path(repo).is_dir():
+        return "local folder"
+    return f"hub:{repo}@{revision}" if revision else f"hub:{repo}"
 
 
 def folder_weights_sha256(repo: str, revision: str | None, marker: str = "config.json") -> str | None:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from da2k.errors import Da2kError
-from da2k.predictors.base import ImageLoader, Prediction, Predictor, as_map, check_kind, folder_weights_sha256
+from da2k.predictors.base import (
+    ImageLoader,
+    Prediction,
+    Predictor,
+    as_map,
+    check_kind,
+    folder_weights_sha256,
+    hub_source,
+)
 
 # Output kind of transformers depth-estimation families (model_type -> kind). Relative models
 # (DPT, Depth Anything) predict inverse depth; the metric ones predict metres.
@@ -74,11 +82,17 @@ class HFPredictor(Predictor):
             "precision": self.precision.name,
             "align_corners": False,
         }
-        self._sha256 = folder_weights_sha256(repo, getattr(config, "_commit_hash", None))
+        revision = getattr(config, "_commit_hash", None)
+        self._sha256 = folder_weights_sha256(repo, revision)
+        self._source = hub_source(repo, revision)
 
     @property
     def checkpoint_sha256(self) -> str | None:
         return self._sha256
+
+    @property
+    def checkpoint_source(self) -> str:
+        return self._source
 
     def prepare(self, key: str, load: ImageLoader) -> Any:
         image = load()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PIL import Image
 
 from da2k.errors import Da2kError
-from da2k.predictors.base import Prediction, Predictor, as_map, folder_weights_sha256
+from da2k.predictors.base import Prediction, Predictor, as_map, folder_weights_sha256, hub_source
 
 
 class MarigoldPredictor(Predictor):
@@ -62,6 +62,16 @@ class MarigoldPredictor(Predictor):
     @property
     def checkpoint_sha256(self) -> str | None:
         return self._sha256
+
+    @property
+    def checkpoint_source(self) -> str:
+        return hub_source(self.repo, None)
+
+    @property
+    def n_params(self) -> int:
+        """Parameters of every network of the pipeline (UNet, VAE, text encoder)."""
+        modules = [m for m in self.pipe.components.values() if hasattr(m, "parameters")]
+        return sum(p.numel() for m in modules for p in m.parameters())
 
     def forward(self, prepared: Image.Image) -> Prediction:
         # A fresh generator per image: the same image gets the same noise whatever the order,

@@ -25,7 +25,14 @@ class DepthAnythingPredictor(Predictor):
         kind: str | None = None,
     ) -> None:
         super().__init__()
-        from da2k.models import file_sha256, get_variant, load_pretrained, resolve_precision, select_device
+        from da2k.models import (
+            checkpoint_source,
+            file_sha256,
+            get_variant,
+            load_pretrained,
+            resolve_precision,
+            select_device,
+        )
 
         self.variant = get_variant(name)  # unknown names list the valid ones
         self.id = name
@@ -33,6 +40,7 @@ class DepthAnythingPredictor(Predictor):
         self.input_size = input_size or self.variant.input_size
         self.model = load_pretrained(name, weights)
         self._sha256 = file_sha256(self.model.checkpoint)
+        self._source = checkpoint_source(self.variant, self.model.checkpoint)
         self.device = select_device(device)
         self.model.to(self.device)
         self.precision = resolve_precision(precision, self.device)
@@ -41,6 +49,10 @@ class DepthAnythingPredictor(Predictor):
     @property
     def checkpoint_sha256(self) -> str:
         return self._sha256
+
+    @property
+    def checkpoint_source(self) -> str:
+        return self._source
 
     def prepare(self, key: str, load: ImageLoader) -> Any:
         from da2k.models import to_network_input

@@ -24,6 +24,7 @@ class PrecomputedPredictor(Predictor):
 
     family = "precomputed"
     cacheable = False
+    timed = False  # reading a file is no model's latency
 
     def __init__(self, directory: str | Path, kind: str | None, align_corners: bool = False) -> None:
         super().__init__()
