@@ -23,6 +23,7 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import astuple, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -252,9 +253,41 @@ class _Checker:
         if name is None:
             return None
         rel = PurePosixPath(name.replace("\\", "/"))
+        inside = "must be a path inside the result's folder (no '..', not absolute)"
         if rel.is_absolute() or ".." in rel.parts or (rel.parts and ":" in rel.parts[0]):
-            raise self.fail(f"'pairs_file' {name!r} must be a path inside the result's folder (no '..', not absolute)")
-        return self.path.parent / Path(*rel.parts)
+            raise self.fail(f"'pairs_file' {name!r} {inside}")
+        pairs = self.path.parent / Path(*rel.parts)
+        if pairs.exists() and not pairs.resolve().is_relative_to(self.path.parent.resolve()):
+            raise self.fail(f"'pairs_file' {name!r} is a link that leaves the result's folder; it {inside}")
+        return pairs
+
+    def counts_agree(self, overall: ResultScore, scenarios: dict[str, ResultScore], n_pairs: int | None) -> None:
+        """A measured result's pair counts: scored <= in the file, scenarios summing to overall."""
+        if n_pairs is not None and overall.n is not None and overall.n > n_pairs:
+            raise self.fail(f"'overall.n' is {overall.n}, more than the benchmark's n_pairs {n_pairs}")
+        counted = [s for s in scenarios.values() if s.n is not None and s.correct is not None]
+        if counted and len(counted) == len(scenarios) and overall.n is not None:
+            n, correct = sum(s.n for s in counted), sum(s.correct for s in counted)
+            if (n, correct) != (overall.n, overall.correct):
+                raise self.fail(
+                    f"scenarios add up to {correct} of {n} pairs, 'overall' says {overall.correct} of {overall.n}"
+                )
+
+    def optional_fields(self, data: dict, model: dict, bench: dict) -> None:
+        """Types of the optional fields readers rely on (where present)."""
+        for key in ("name", "checkpoint_source", "checkpoint_sha256"):
+            self.text(model, key, "model", required=False)
+        sha = self.text(bench, "annotations_sha256", "benchmark", required=False)
+        if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", sha):
+            raise self.fail("'benchmark.annotations_sha256' must be 64 lowercase hex digits")
+        for key in ("date", "hardware"):
+            self.text(data, key, "<top level>", required=False)
+        if "complete" in data and not isinstance(data["complete"], bool):
+            raise self.fail("'complete' must be true or false")
+        if data.get("latency") is not None:
+            latency = self.obj(data["latency"], "latency")
+            for key in ("hardware", "precision"):
+                self.text(latency, key, "latency", required=False)
 
 
 def _read_json(path: Path) -> Any:
@@ -295,6 +328,9 @@ def read_result(path: str | Path, *, need_pairs_file: bool = True) -> Result:
     citation = check.text(data, "citation", "<top level>", required=provenance == "reported")
     if provenance == "measured" and (overall.n is None or overall.correct is None):
         raise check.fail("a measured result needs 'overall.n' and 'overall.correct'")
+    if provenance == "measured":
+        check.counts_agree(overall, scenarios, bench.get("n_pairs"))
+    check.optional_fields(data, model, bench)
     scenario_mean = check.number(overall_raw, "scenario_mean", "overall", required=False, low=0.0, high=1.0)
     if scenario_mean is None and scenarios:
         scenario_mean = sum(s.accuracy for s in scenarios.values()) / len(scenarios)

@@ -1,6 +1,9 @@
-"""Leaderboard figures as deterministic PNG bytes (matplotlib Agg, no pyplot state).
+"""Leaderboard figures as deterministic SVG bytes (matplotlib, no pyplot state).
 
-Determinism: a fixed style, no "Software"/date metadata, fixed DPI, inputs in a fixed order.
+SVG keeps them sharp on any screen, and model names stay text (`svg.fonttype: none`), never
+parsed as mathtext (`text.parse_math: False`: a name with `$` in it is just a name).
+Determinism: a fixed style, a fixed hash salt for the SVG ids, no date or creator metadata,
+inputs in a fixed order.
 Palette: cividis/viridis for colour scales and Okabe-Ito blue/vermillion plus distinct marker
 shapes for measured vs reported, so nothing relies on red/green.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import matplotlib
 import matplotlib.ticker
@@ -24,21 +28,47 @@ _STYLE = {
     "font.family": "DejaVu Sans",
     "font.size": 9,
     "svg.hashsalt": "da2k-leaderboard",
+    "svg.fonttype": "none",
+    "text.parse_math": False,
     "axes.spines.top": False,
     "axes.spines.right": False,
 }
-_DPI = 110
+_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}
 
 
-def _png(fig: Figure) -> bytes:
+def _svg(fig: Figure) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight", metadata={"Software": None})
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata=_METADATA)
     return buf.getvalue()
+
+
+def svg_size(svg: bytes) -> tuple[int, int]:
+    """(width, height) in CSS pixels of a matplotlib SVG (its size is given in points)."""
+    head = svg[: svg.index(b">", svg.index(b"<svg")) + 1].decode()
+    width, height = (float(re.search(rf'{k}="([0-9.]+)pt"', head).group(1)) for k in ("width", "height"))
+    return round(width * 4 / 3), round(height * 4 / 3)
 
 
 def _text_colour(cmap, value: float) -> str:
     r, g, b, _ = cmap(value)
     return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 else "white"
+
+
+def _cells(ax, values: np.ndarray, cmap, vmin: float, vmax: float):
+    """A matrix of coloured cells as vectors (imshow would embed a raster), centred on integer
+    coordinates with row 0 at the top, as `imshow` draws it."""
+    rows, cols = values.shape
+    mesh = ax.pcolormesh(
+        np.arange(cols + 1) - 0.5,
+        np.arange(rows + 1) - 0.5,
+        np.ma.masked_invalid(values),
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax,
+    )
+    ax.set_xlim(-0.5, cols - 0.5)
+    ax.set_ylim(rows - 0.5, -0.5)
+    return mesh
 
 
 def scenario_heatmap(rows: list[Ranked], labels: list[str], scenarios: list[str]) -> bytes:
@@ -53,7 +83,7 @@ def scenario_heatmap(rows: list[Ranked], labels: list[str], scenarios: list[str]
         finite = values[np.isfinite(values)]
         vmin = math.floor(float(finite.min()) * 20) / 20 if finite.size else 0.0
         vmin = min(vmin, 0.95)
-        image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=1.0, aspect="auto")
+        image = _cells(ax, values, cmap, vmin, 1.0)
         ax.set_xticks(range(len(scenarios)), [scenario_label(s) for s in scenarios], rotation=35, ha="right")
         ax.set_yticks(range(len(rows)), labels)
         for (i, j), v in np.ndenumerate(values):
@@ -64,10 +94,11 @@ def scenario_heatmap(rows: list[Ranked], labels: list[str], scenarios: list[str]
                 ax.text(j, i, "–", ha="center", va="center", fontsize=8, color="#555555")
         ax.spines[:].set_visible(False)
         bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+        bar.solids.set_rasterized(False)  # matplotlib rasterises long colour bars; keep it vector
         bar.set_label("accuracy")
         bar.ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(xmax=1.0, decimals=0))
         ax.set_title("Accuracy per scenario (%); grey: not available")
-        return _png(fig)
+        return _svg(fig)
 
 
 def overall_accuracy(rows: list[Ranked], labels: list[str]) -> bytes:
@@ -111,7 +142,7 @@ def overall_accuracy(rows: list[Ranked], labels: list[str]) -> bytes:
         ax.set_axisbelow(True)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         ax.set_title("Overall accuracy")
-        return _png(fig)
+        return _svg(fig)
 
 
 def mcnemar_figure(labels: list[str], matrix: list[list[PairwiseTest]]) -> bytes:
@@ -128,7 +159,8 @@ def mcnemar_figure(labels: list[str], matrix: list[list[PairwiseTest]]) -> bytes
         fig = Figure(figsize=(size + 1.5, size))
         ax = fig.add_subplot()
         cmap = matplotlib.colormaps["viridis_r"].with_extremes(bad="#f2f2f2")
-        image = ax.imshow(np.ma.masked_invalid(strength), cmap=cmap, vmin=0.0, vmax=6.0)
+        image = _cells(ax, strength, cmap, 0.0, 6.0)
+        ax.set_aspect("equal")
         ax.set_xticks(range(k), labels, rotation=35, ha="right")
         ax.set_yticks(range(k), labels)
         for i in range(k):
@@ -142,6 +174,7 @@ def mcnemar_figure(labels: list[str], matrix: list[list[PairwiseTest]]) -> bytes
                 )
         ax.spines[:].set_visible(False)
         bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
+        bar.solids.set_rasterized(False)  # matplotlib rasterises long colour bars; keep it vector
         bar.set_label("−log10 p (capped at 6)")
         ax.set_title("Exact McNemar test on common pairs\n(cell: p, then row-only right : column-only right)")
-        return _png(fig)
+        return _svg(fig)

@@ -1,4 +1,4 @@
-"""Hard-pairs gallery: the pairs most models get wrong, as thumbnails with both points marked."""
+"""Hard-pairs gallery: pairs missed by at least half of the models, as thumbnails with both points marked."""
 
 from __future__ import annotations
 
@@ -35,17 +35,15 @@ class HardPair:
 def select_hard_pairs(
     labels: list[str], outcomes: list[dict[PairKey, PairRow]], per_scenario: int
 ) -> dict[str, list[HardPair]]:
-    """Per scenario, up to `per_scenario` pairs with the largest share of models wrong.
-
-    Only pairs at least one model got wrong qualify; ties keep (image, pair_index) order.
-    """
+    """Per scenario, up to `per_scenario` pairs missed by at least half of the models that
+    scored them, the largest share wrong first; ties keep (image, pair_index) order."""
     keys = sorted(set().union(*(o.keys() for o in outcomes))) if outcomes else []
     by_scenario: dict[str, list[HardPair]] = {}
     for key in keys:
         answers = tuple((label, o[key].correct) for label, o in zip(labels, outcomes) if key in o)
         scenario = next(o[key].scenario for o in outcomes if key in o)
         pair = HardPair(key, scenario, answers)
-        if pair.n_wrong:
+        if pair.n_wrong and 2 * pair.n_wrong >= len(answers):
             by_scenario.setdefault(scenario, []).append(pair)
     order = sorted(by_scenario, key=lambda s: (SCENARIOS.index(s) if s in SCENARIOS else len(SCENARIOS), s))
     return {

@@ -1,16 +1,23 @@
-"""Display names and groups of models on the leaderboard (the paper's names for our variants)."""
+"""Display names of models and scenarios on the leaderboard, and the official hub repos.
+
+Our variants carry the paper's names ("Depth Anything V2 ViT-S"); the official weights of a
+variant are the ones in its hub repo (the registry's `hub_repo`), and the transformers ports
+of the V2 students live in their own official repos.
+"""
 
 from __future__ import annotations
 
-# Paper model names that are exactly one of our variants (the released V2 students).
+from da2k.models import VARIANTS
+
+_ENCODER_NAMES = {"vits": "ViT-S", "vitb": "ViT-B", "vitl": "ViT-L", "vitg": "ViT-G"}
+
+# Paper model names that are exactly one of our variants (the released V2 students, and V1 by size).
 PAPER_MODEL_IDS = {
-    "Depth Anything V2 ViT-S": "vits",
-    "Depth Anything V2 ViT-B": "vitb",
-    "Depth Anything V2 ViT-L": "vitl",
-    "Depth Anything V2 ViT-G": "vitg",
+    **{f"Depth Anything V2 {label}": enc for enc, label in _ENCODER_NAMES.items()},
+    **{f"Depth Anything V1 {label}": f"v1-{enc}" for enc, label in _ENCODER_NAMES.items() if enc != "vitg"},
 }
 
-# Other predictor specs for the same checkpoints: their rows sit next to the paper's row.
+# The official transformers ports of the V2 students: the same weights as our variant.
 ALIASES = {
     "hf:depth-anything/Depth-Anything-V2-Small-hf": "vits",
     "hf:depth-anything/Depth-Anything-V2-Base-hf": "vitb",
@@ -29,15 +36,40 @@ SCENARIO_LABELS = {
 }
 
 
+def official_repo(model_id: str) -> str | None:
+    """The hub repo whose files are this model id's official weights (None: no released weights)."""
+    if model_id in ALIASES:
+        return model_id.removeprefix("hf:")
+    variant = VARIANTS.get(model_id)
+    return variant.hub_repo if variant is not None else None
+
+
 def group_of(model_id: str) -> str:
-    """The key that keeps measured and reported rows of one model together."""
+    """The key that keeps measured and reported rows of one official model together."""
     return ALIASES.get(model_id, model_id)
 
 
+def architecture_name(model_id: str) -> str | None:
+    """A readable name of the network a model id builds (ours or an official port), else None."""
+    variant = VARIANTS.get(group_of(model_id))
+    if variant is None:
+        return None
+    encoder = _ENCODER_NAMES.get(variant.encoder_name)
+    if encoder is None:
+        return f"{variant.name} (test architecture)"
+    if variant.family == "v1":
+        name = f"Depth Anything V1 {encoder}"
+    elif variant.family == "metric":
+        dataset = variant.name.split("-")[1]
+        name = f"Depth Anything V2 Metric-{'Hypersim' if dataset == 'hypersim' else 'VKITTI'} {encoder}"
+    else:
+        name = f"Depth Anything V2 {encoder}"
+    return f"{name} (transformers)" if model_id in ALIASES else name
+
+
 def display_name(model_id: str) -> str:
-    """The paper's name for one of our variants (or an alias of one), else the id itself."""
-    names = {v: k for k, v in PAPER_MODEL_IDS.items()}
-    return names.get(group_of(model_id), model_id)
+    """The paper's name for one of our variants (or an official port of one), else the id itself."""
+    return architecture_name(model_id) or model_id
 
 
 def scenario_label(key: str) -> str:

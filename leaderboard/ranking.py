@@ -27,39 +27,21 @@ def _interval(entry: Entry) -> tuple[float, float]:
 
 
 def rank_entries(entries: list[Entry]) -> list[Ranked]:
-    """Rank the entries of one benchmark and return them in display order.
+    """Rank comparable rows (full runs and reported numbers of one annotation file) and return
+    them in display order: overall accuracy, descending (measured first on equal accuracy).
 
-    Display order: measured rows before reported ones inside a model group (so both rows of
-    one model sit together), and groups by their lead row's overall accuracy, descending, as
-    the page's sort buttons order them.
+    Partial runs are not comparable (each covers another subset) and must not be passed here.
     """
+    if any(e.partial for e in entries):
+        raise ValueError("partial runs are not ranked against full runs")
     intervals = [_interval(e) for e in entries]
-    ranked = {}
+    ranked = []
     for i, entry in enumerate(entries):
         lo_i, hi_i = intervals[i]
         better = sum(1 for j, (lo_j, _) in enumerate(intervals) if j != i and lo_j > hi_i)
         tied = any(j != i and lo_i <= hi_j and lo_j <= hi_i for j, (lo_j, hi_j) in enumerate(intervals))
-        ranked[i] = Ranked(entry, 1 + better, tied)
-
-    def within(i: int) -> tuple:
-        return (entries[i].provenance != "measured", -entries[i].overall.accuracy, entries[i].sort_key)
-
-    lead: dict[str, float] = {}
-    for i in sorted(range(len(entries)), key=within):
-        lead.setdefault(entries[i].group, entries[i].overall.accuracy)
-    order = sorted(range(len(entries)), key=lambda i: (-lead[entries[i].group], entries[i].group, within(i)))
-    return [ranked[i] for i in order]
-
-
-def group_runs(ranked: list[Ranked]) -> list[list[Ranked]]:
-    """Split display-ordered rows into consecutive runs of one model group."""
-    runs: list[list[Ranked]] = []
-    for row in ranked:
-        if runs and runs[-1][0].entry.group == row.entry.group:
-            runs[-1].append(row)
-        else:
-            runs.append([row])
-    return runs
+        ranked.append(Ranked(entry, 1 + better, tied))
+    return sorted(ranked, key=lambda r: (-r.entry.overall.accuracy, r.entry.provenance != "measured", r.entry.sort_key))
 
 
 @dataclass(frozen=True)

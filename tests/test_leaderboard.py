@@ -6,11 +6,11 @@ import io
 import json
 import re
 import shutil
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from leaderboard_helpers import FIXTURES, cell, label, make_bench, parse, row_labelled, scenario_cells, write_result
 from PIL import Image
 
 from da2k.cli import main
@@ -22,79 +22,7 @@ from da2k.leaderboard.ranking import mcnemar_matrix, rank_entries
 from da2k.leaderboard.results import Entry, Score
 from da2k.results import PairRow, read_pairs
 
-FIXTURES = Path(__file__).parent / "fixtures" / "leaderboard"
-MEASURED = ["vits", "vitl", "mymodel"]
-VOID = {"meta", "link", "img", "br", "hr", "input", "source", "col", "wbr"}
-
-
-class _Page(HTMLParser):
-    """Checks tag nesting and collects the leaderboard's body rows as lists of cells."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.stack: list[str] = []
-        self.rows: list[list[dict]] = []  # cells: {"tag", "attrs", "text"}
-        self.tbodies: list[int] = []  # tbody index per row
-        self.attrs_seen: list[tuple[str, dict]] = []
-        self._tbody = -1
-        self._cell: dict | None = None
-        self._in_board = False
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        self.attrs_seen.append((tag, attrs))
-        if tag not in VOID:
-            self.stack.append(tag)
-        if tag == "table":
-            self._in_board = "leaderboard" in (attrs.get("class") or "")
-        if self._in_board and tag == "tbody":
-            self._tbody += 1
-        if self._in_board and tag == "tr" and "tbody" in self.stack:
-            self.rows.append([])
-            self.tbodies.append(self._tbody)
-        if self._in_board and tag in ("td", "th") and "tbody" in self.stack and self._cell is None:
-            self._cell = {"tag": tag, "attrs": attrs, "text": ""}
-
-    def handle_endtag(self, tag):
-        if tag in VOID:
-            return
-        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes <{self.stack[-1] if self.stack else None}>"
-        self.stack.pop()
-        if tag in ("td", "th") and self._cell is not None and self._cell["tag"] == tag:
-            self.rows[-1].append(self._cell)
-            self._cell = None
-        if tag == "table":
-            self._in_board = False
-
-    def handle_data(self, data):
-        if self._cell is not None:
-            self._cell["text"] += data
-
-
-def parse(path: Path) -> _Page:
-    page = _Page()
-    page.feed(path.read_text(encoding="utf-8"))
-    page.close()
-    assert page.stack == [], f"unclosed tags {page.stack}"
-    return page
-
-
-def row_named(page: _Page, name: str, provenance: str) -> list[dict]:
-    for row in page.rows:
-        if row[1]["attrs"].get("data-value") == name and row[2]["attrs"]["data-value"] == provenance:
-            return row
-    raise AssertionError(f"no {provenance} row for {name}")
-
-
-def make_bench(root: Path) -> Path:
-    """A DA-2K-format folder matching the fixtures' pairs (tiny generated JPEGs)."""
-    bench = root / "bench"
-    annotations = json.loads((FIXTURES / "bench" / "annotations.json").read_text())
-    for key in annotations:
-        (bench / key).parent.mkdir(parents=True, exist_ok=True)
-        Image.new("RGB", (64, 48), (90, 120, 60)).save(bench / key)
-    shutil.copy(FIXTURES / "bench" / "annotations.json", bench / "annotations.json")
-    return bench
+MEASURED = {"vits": "Depth Anything V2 ViT-S · custom weights (sha aaaaaaaa)", "vitl": "Depth Anything V2 ViT-L"}
 
 
 @pytest.fixture(scope="module")
@@ -105,21 +33,21 @@ def site(tmp_path_factory) -> Path:
 
 
 def test_table_cells_match_the_result_files(site):
-    page = parse(site / "index.html")
-    for name in MEASURED:
+    rows = parse(site / "index.html").tables["da-2k-table"]
+    for name, shown in MEASURED.items():
         data = json.loads((FIXTURES / f"{name}.json").read_text())
-        entry = load_result(FIXTURES / f"{name}.json")
-        row = row_named(page, entry.name, "measured")
-        overall = data["overall"]
-        assert float(row[3]["attrs"]["data-value"]) == pytest.approx(overall["accuracy"])
+        row = row_labelled(rows, shown)
+        overall, o = data["overall"], cell(row, "overall")
+        assert float(o["attrs"]["data-value"]) == pytest.approx(overall["accuracy"])
         lo, hi = overall["ci95"]
-        assert row[3]["text"] == f"{100 * overall['accuracy']:.1f}{100 * lo:.1f}–{100 * hi:.1f}"
-        assert row[3]["attrs"]["title"] == f"{overall['correct']} of {overall['n']} pairs correct"
-        for k, scenario in enumerate(["indoor", "outdoor", "non_real", "transparent_reflective"]):
-            assert float(row[5 + k]["attrs"]["data-value"]) == pytest.approx(data["scenarios"][scenario]["accuracy"])
-    acme = row_named(page, "Acme Depth", "reported")
-    assert acme[3]["text"].startswith("90.0") and acme[3]["text"].endswith("†")  # approximate CI
-    assert acme[7]["attrs"]["data-value"] == ""  # no non-real number: shown as missing
+        assert o["text"] == f"{100 * overall['accuracy']:.1f}{100 * lo:.1f}–{100 * hi:.1f}"
+        assert o["attrs"]["title"] == f"{overall['correct']} of {overall['n']} pairs correct"
+        for c, scenario in zip(scenario_cells(row), ["indoor", "outdoor", "non_real", "transparent_reflective"]):
+            assert float(c["attrs"]["data-value"]) == pytest.approx(data["scenarios"][scenario]["accuracy"])
+        assert cell(row, "date")["text"] == "2026-11-25"
+    acme = row_labelled(rows, "Acme Depth (reported)")
+    assert cell(acme, "overall")["text"].startswith("90.0") and cell(acme, "overall")["text"].endswith("†")
+    assert scenario_cells(acme)[2]["attrs"]["data-value"] == ""  # no non-real number: shown as missing
 
 
 def test_paper_rows_ship_with_the_package_and_their_citation():
@@ -143,21 +71,23 @@ def test_paper_rows_ship_with_the_package_and_their_citation():
     assert vitl.scenarios["transparent_reflective"].accuracy == pytest.approx(0.963)
     assert vitl.scenarios["non_real"].accuracy == pytest.approx(0.990)
     assert entries["Depth Anything V2 ViT-G"].scenarios == {}
-    assert entries["Marigold"].latency_ms == 5200.0
+    assert entries["Marigold"].latency_ms == 5200.0 and "V100" in entries["Marigold"].latency_note
 
 
-def test_measured_and_reported_rows_of_one_model_share_a_group(site):
-    page = parse(site / "index.html")
-    names = [(r[1]["attrs"]["data-value"], r[2]["attrs"]["data-value"]) for r in page.rows]
-    for model in ("Depth Anything V2 ViT-L", "Depth Anything V2 ViT-S"):
-        i = names.index((model, "measured"))
-        assert names[i + 1] == (model, "reported")
-        assert page.tbodies[i] == page.tbodies[i + 1]
-    assert len(set(page.tbodies)) == len(page.tbodies) - 2  # every other model has its own group
+def test_only_official_weights_share_a_group_with_the_paper_row(site):
+    rows = parse(site / "index.html").tables["da-2k-table"]
+    groups = {label(r): r["attrs"]["data-group"] for r in rows}
+    # vitl.json's checkpoint came from the official hub repo: same group as the paper's ViT-L
+    assert groups["Depth Anything V2 ViT-L"] == groups["Depth Anything V2 ViT-L (reported)"] == "vitl"
+    assert row_labelled(rows, "Depth Anything V2 ViT-L")["attrs"]["data-weights"] == "official"
+    # vits.json's is a local file: custom weights, a group of its own
+    custom = row_labelled(rows, MEASURED["vits"])
+    assert custom["attrs"]["data-weights"] == "custom" and custom["attrs"]["data-group"] != "vits"
+    assert [g for g in groups.values()].count(custom["attrs"]["data-group"]) == 1
 
 
-def _entry(name: str, acc: float, ci: tuple[float, float] | None) -> Entry:
-    return Entry("measured", name, name, name, "DA-2K", Score(acc, ci95=ci), None, {})
+def _entry(name: str, acc: float, ci: tuple[float, float] | None, partial: bool = False) -> Entry:
+    return Entry("measured", name, name, name, "DA-2K", Score(acc, ci95=ci), None, {}, partial=partial)
 
 
 def test_rank_is_shared_with_approx_sign_only_when_intervals_overlap():
@@ -171,12 +101,17 @@ def test_rank_is_shared_with_approx_sign_only_when_intervals_overlap():
     assert [(r.entry.name, r.rank, r.tied) for r in rows] == [("a", 1, True), ("b", 1, True), ("c", 3, False)]
 
 
+def test_partial_runs_cannot_be_ranked_with_full_runs():
+    with pytest.raises(ValueError, match="partial"):
+        rank_entries([_entry("full", 0.9, (0.85, 0.95)), _entry("part", 0.99, (0.5, 1.0), partial=True)])
+
+
 def test_ranks_in_the_page_mark_ties(site):
-    page = parse(site / "index.html")
-    ranks = {(r[1]["attrs"]["data-value"], r[2]["attrs"]["data-value"]): r[0]["text"] for r in page.rows}
-    assert ranks[("Depth Anything V2 ViT-G", "reported")] == "≈1"
-    assert ranks[("DepthFM", "reported")].startswith("≈")  # overlaps Marigold's interval
-    assert int(ranks[("DepthFM", "reported")][1:]) > 5
+    rows = parse(site / "index.html").tables["da-2k-table"]
+    ranks = {label(r): cell(r, "rank")["text"] for r in rows}
+    assert ranks["Depth Anything V2 ViT-G (reported)"] == "≈1"
+    assert ranks["DepthFM (reported)"].startswith("≈")  # overlaps Marigold's interval
+    assert int(ranks["DepthFM (reported)"][1:]) > 5
 
 
 def test_mcnemar_matches_pairs_on_image_and_index_only():
@@ -198,29 +133,41 @@ def test_build_twice_gives_identical_bytes(tmp_path):
     build_site([FIXTURES], tmp_path / "one", images=bench)  # a rebuild in place too
     files = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(tmp_path / "two") for p in (tmp_path / "two").rglob("*") if p.is_file())
-    assert {Path("figures/da-2k-mcnemar.png"), Path("gallery.html"), Path("results/vits.pairs.csv")} <= set(files)
+    expected = {"figures/da-2k-mcnemar.svg", "gallery.html", "results/vits.pairs.csv", "leaderboard.csv"}
+    assert {Path(p) for p in expected} <= set(files)
     for rel in files:
         assert (tmp_path / "one" / rel).read_bytes() == (tmp_path / "two" / rel).read_bytes(), rel
-    png = (tmp_path / "one" / "figures" / "da-2k-overall.png").read_bytes()
-    assert b"Software" not in png and b"matplotlib" not in png
+    svg = (tmp_path / "one" / "figures" / "da-2k-overall.svg").read_bytes()
+    assert b"<dc:date>" not in svg and b"Matplotlib v" not in svg
 
 
 def test_site_references_nothing_outside_itself(site):
+    external = []
     for path in site.rglob("*"):
         if not path.is_file() or path.parts[len(site.parts)] == "results":
-            continue  # results/ holds verbatim copies of the inputs, offered as downloads
+            continue  # results/ holds copies of the inputs, offered as downloads
         data = path.read_bytes()
-        if path.suffix in (".html", ".css", ".js"):
+        if path.suffix in (".css", ".js"):
             assert not re.search(rb"(?i)(https?:|ftp:|//[a-z0-9-]+\.[a-z]|@import|url\()", data), path
-        else:  # figures and thumbnails: no URL in any metadata chunk
+        elif path.suffix == ".svg":  # XML namespaces only: no link, image or font from anywhere
+            assert not re.search(rb'(?i)(href="[^#]|url\((?!#)|@import)', data), path
+        elif path.suffix in (".jpg", ".png"):
             assert b"http" not in data.lower(), path
     for page in ("index.html", "gallery.html"):
         for tag, attrs in parse(site / page).attrs_seen:
             for key in ("href", "src"):
                 target = attrs.get(key)
-                if target and not target.startswith("#"):
-                    assert ":" not in target and not target.startswith("/"), (tag, target)
-                    assert (site / target.split("#")[0]).is_file(), target
+                if not target or target.startswith("#"):
+                    continue
+                if tag == "a" and target.startswith("https://huggingface.co/"):
+                    external.append(target)  # a model card: a link to follow, never fetched
+                    assert attrs.get("rel") == "external noopener" and key == "href"
+                    continue
+                assert ":" not in target and not target.startswith("/"), (tag, target)
+                assert (site / target.split("#")[0]).is_file(), target
+    assert "https://huggingface.co/depth-anything/Depth-Anything-V2-Large" in external
+    html = (site / "index.html").read_text()
+    assert not re.search(r"(?i)<(img|script|link|iframe|source)[^>]+(src|href)=\"https?:", html)
 
 
 def test_text_from_result_files_is_escaped(site):
@@ -232,19 +179,25 @@ def test_text_from_result_files_is_escaped(site):
 def test_table_markup_is_accessible(site):
     html = (site / "index.html").read_text(encoding="utf-8")
     assert "<caption" in html and '<th scope="col"' in html and '<th scope="row"' in html
-    assert 'aria-sort="descending"' in html and html.count('<button type="button" class="sort">') == 15
+    assert 'aria-sort="descending"' in html and html.count('<button type="button" class="sort">') == 16
     assert 'class="table-wrap" role="region"' in html
+    assert '<label for="model-filter">' in html and 'class="group-toggle"' in html
 
 
-def test_gallery_shows_pairs_most_models_miss_and_scenarios_link_to_it(site):
+def test_gallery_shows_pairs_missed_by_half_the_models_and_scenarios_link_to_it(site):
     html = (site / "index.html").read_text(encoding="utf-8")
     gallery = (site / "gallery.html").read_text(encoding="utf-8")
+    assert "missed by at least half of the models" in gallery
     # pair 3 (images/aerial/aerial-1.jpg #1) is wrong for all three measured models
     first = gallery.index('<section id="aerial"')
-    assert gallery.index("aerial-1.jpg</code> #1: 3 of 3 models wrong", first) > first
+    assert gallery.index("aerial-1.jpg</code> #1: missed by 3 of 3 models", first) > first
     assert 'href="gallery.html#aerial"' in html
     assert 'href="gallery.html#underwater"' not in html  # every model got underwater right
     assert (site / "thumbs" / "aerial-aerial-1-1.jpg").is_file()
+    for n_wrong in re.findall(r"missed by (\d+) of 3 models", gallery):
+        assert int(n_wrong) >= 2  # 1 of 3 is not "at least half"
+    # the gallery names the models exactly as the table does
+    assert "Depth Anything V2 ViT-S · custom weights (sha aaaaaaaa): wrong" in gallery
 
 
 def test_thumbnail_applies_exif_orientation_and_marks_both_points(tmp_path):
@@ -272,26 +225,61 @@ def _bad(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
+VITL = json.loads((FIXTURES / "vitl.json").read_text())
+
+
+def _with(**changes) -> str:
+    data = json.loads(json.dumps(VITL))
+    for key, value in changes.items():
+        target, *path = key.split("__")
+        if path:
+            data[target][path[0]] = value
+        else:
+            data[target] = value
+    return json.dumps(data)
+
+
 @pytest.mark.parametrize(
     "text, says",
     [
         ("{not json", "not valid JSON"),
         ('{"schema": "something/else"}', "schema is 'something/else'"),
         ("[1, 2]", "must be an object"),
-        (
-            json.dumps({**json.loads((FIXTURES / "vitl.json").read_text()), "overall": {"accuracy": 97.1}}),
-            "not a fraction",
-        ),
+        (_with(overall={"accuracy": 97.1}), "not a fraction"),
         (json.dumps({**json.loads((FIXTURES / "acme-reported.json").read_text()), "citation": None}), "citation"),
+        (_with(pairs_file="../x.csv"), "must be a path inside the result's folder"),
+        (_with(pairs_file="/etc/passwd"), "must be a path inside the result's folder"),
+        (_with(overall={**VITL["overall"], "scenario_mean": 42}), "scenario_mean' is 42"),
+        (_with(model={**VITL["model"], "n_params": -5}), "model.n_params' is -5"),
+        (_with(latency_ms=-1.0), "latency_ms' is -1.0"),
+        (_with(overall={**VITL["overall"], "n": -16}), "non-negative integer"),
+        (_with(benchmark={**VITL["benchmark"], "n_pairs": 10}), "more than the benchmark's n_pairs 10"),
+        (_with(benchmark={**VITL["benchmark"], "annotations_sha256": "abc"}), "64 lowercase hex"),
+        (_with(complete="yes"), "'complete' must be true or false"),
     ],
 )
 def test_malformed_result_is_a_one_line_error_naming_the_file(tmp_path, text, says):
     bad = _bad(tmp_path, "bad.json", text)
     shutil.copy(FIXTURES / "vitl.pairs.csv", tmp_path)
-    result = CliRunner().invoke(main, ["leaderboard", "build", str(bad), "--out", str(tmp_path / "site")])
-    assert result.exit_code == 1
-    assert str(bad) in result.output and says in result.output
-    assert "Traceback" not in result.output and result.output.count("\n") == 1
+    for args in (
+        ["build", str(bad), "--out", str(tmp_path / "site")],
+        ["add-result", str(bad), "--results-dir", str(tmp_path / "r")],
+    ):
+        result = CliRunner().invoke(main, ["leaderboard", *args])
+        assert result.exit_code == 1
+        assert str(bad) in result.output and says in result.output
+        assert "Traceback" not in result.output and result.output.count("\n") == 1
+    assert not (tmp_path / "site").exists() and not (tmp_path / "r").exists()
+
+
+def test_a_pairs_file_link_out_of_the_results_folder_is_refused(tmp_path):
+    (tmp_path / "secret.csv").write_text((FIXTURES / "vitl.pairs.csv").read_text())
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "vitl.pairs.csv").symlink_to(tmp_path / "secret.csv")
+    _bad(results, "vitl.json", _with(pairs_file="vitl.pairs.csv"))
+    with pytest.raises(Da2kError, match="a link that leaves the result's folder"):
+        build_site([results], tmp_path / "site")
 
 
 def test_pairs_file_disagreeing_with_its_result_is_rejected(tmp_path):
@@ -357,6 +345,7 @@ def test_readme_example_of_a_reported_result_is_valid(tmp_path):
     example = re.search(r"```json\n(.*?)```", section, re.S).group(1)
     entry = load_result(_bad(tmp_path, "mine.json", example))
     assert entry.provenance == "reported" and entry.overall.ci_approx
+    assert entry.latency_ms == 48.0 and "A100" in entry.latency_note
 
 
 def test_missing_interval_comes_from_counts_when_there_are_counts(tmp_path):
@@ -379,13 +368,16 @@ def test_a_failed_rebuild_leaves_the_previous_site_untouched(tmp_path):
 
 
 def test_a_run_over_part_of_the_benchmark_says_so_in_its_row(tmp_path):
-    data = json.loads((FIXTURES / "vitl.json").read_text())
-    data["benchmark"]["n_pairs"] = 2068
-    data["selection"] = {"scenarios": ["indoor"], "limit": None}
-    data["skipped_invalid"] = {"pairs": 3, "images": 1, "problems": []}
-    shutil.copy(FIXTURES / "vitl.pairs.csv", tmp_path)
-    _bad(tmp_path, "vitl.json", json.dumps(data))
+    write_result(
+        tmp_path,
+        "vitl",
+        benchmark={**VITL["benchmark"], "n_pairs": 2068},
+        selection={"scenarios": ["indoor"], "limit": None},
+        skipped_invalid={"pairs": 3, "images": 1, "problems": []},
+    )
     build_site([tmp_path / "vitl.json"], tmp_path / "site", include_reported=False)
-    row = parse(tmp_path / "site" / "index.html").rows[0]
-    assert "scored 16 of 2068 pairs" in row[1]["text"] and "scenarios: indoor" in row[1]["text"]
-    assert "3 invalid pairs skipped" in row[1]["text"]
+    page = parse(tmp_path / "site" / "index.html")
+    assert page.tables["da-2k-table"] == []  # nothing ranked: the only run is partial
+    text = cell(page.tables["da-2k-partial-table"][0], "model")["text"]
+    assert "scored 16 of 2068 pairs" in text and "scenarios: indoor" in text
+    assert "3 invalid pairs skipped" in text

@@ -30,8 +30,10 @@ def leaderboard() -> None:
 @click.option("--title", default="DA-2K leaderboard", show_default=True, help="Page title.")
 @click.option(
     "--reported",
+    multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A da2k_paper_tables.json-like file of reported numbers (default: the packaged DA-2K paper tables).",
+    help="A file of reported numbers (paper tables like da2k_paper_tables.json, or condition tables like "
+    "depth_anything_ac_da2k.json); repeatable; replaces the packaged Depth Anything V2 and AC numbers.",
 )
 @click.option("--no-reported", is_flag=True, help="Leave the reported paper rows out.")
 @click.option(
@@ -58,7 +60,7 @@ def build(results, out, title, reported, no_reported, images, hard_pairs, stamp)
         list(results),
         out,
         title=title,
-        reported=reported,
+        reported=list(reported) or None,
         include_reported=not no_reported,
         images=images,
         hard_pairs_per_scenario=hard_pairs,
