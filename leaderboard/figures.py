@@ -65,6 +65,7 @@ def _cells(ax, values: np.ndarray, cmap, vmin: float, vmax: float):
         cmap=cmap,
         vmin=vmin,
         vmax=vmax,
+        edgecolors="face",  # no seams between cells
     )
     ax.set_xlim(-0.5, cols - 0.5)
     ax.set_ylim(rows - 0.5, -0.5)
@@ -95,6 +96,7 @@ def scenario_heatmap(rows: list[Ranked], labels: list[str], scenarios: list[str]
         ax.spines[:].set_visible(False)
         bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
         bar.solids.set_rasterized(False)  # matplotlib rasterises long colour bars; keep it vector
+        bar.solids.set_edgecolor("face")  # no seams between the bar's vector steps
         bar.set_label("accuracy")
         bar.ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(xmax=1.0, decimals=0))
         ax.set_title("Accuracy per scenario (%); grey: not available")
@@ -175,6 +177,7 @@ def mcnemar_figure(labels: list[str], matrix: list[list[PairwiseTest]]) -> bytes
         ax.spines[:].set_visible(False)
         bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
         bar.solids.set_rasterized(False)  # matplotlib rasterises long colour bars; keep it vector
+        bar.solids.set_edgecolor("face")  # no seams between the bar's vector steps
         bar.set_label("−log10 p (capped at 6)")
         ax.set_title("Exact McNemar test on common pairs\n(cell: p, then row-only right : column-only right)")
         return _svg(fig)

@@ -166,7 +166,7 @@ def body_row(row: TableRow, scenarios: list[str], ref_ids: dict[str, int], popov
     search = " ".join(x for x in (row.label, e.weights, e.model_id or "", e.benchmark) if x).lower()
     attrs = (
         f'class="{e.provenance} {kind}" data-group="{esc(e.group)}" data-weights="{kind}" '
-        f'data-provenance="{e.provenance}" data-filter="{esc(search)}"'
+        f'data-provenance="{e.provenance}" data-partial="{str(e.partial).lower()}" data-filter="{esc(search)}"'
     )
     mean = (
         _na("not available")

@@ -11,18 +11,22 @@ from pathlib import Path
 
 import pytest
 from browser import launch, require_chromium
+from leaderboard_helpers import FIXTURES, make_bench, write_result
 from playwright.sync_api import sync_playwright
-from test_leaderboard import FIXTURES, make_bench
 
 from da2k.leaderboard import build_site
 
 require_chromium()
 
+TABLE = "#da-2k-table"
+
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("browser")
-    build_site([FIXTURES], root / "site", images=make_bench(root))
+    # a partial run too, so that the page has every kind of table
+    write_result(root / "results", "vitl-first4", selection={"scenarios": None, "limit": 4})
+    build_site([FIXTURES, root / "results"], root / "site", images=make_bench(root))
     return root / "site"
 
 
@@ -34,74 +38,143 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser, site):
-    """index.html loaded, with every console error, page error and request recorded."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+def _open(browser, site: Path, width: int, height: int):
+    """index.html at that viewport, with every console error, page error and request recorded."""
+    context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
     page.problems, page.requests = [], []
     page.on("console", lambda m: page.problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: page.problems.append(str(e)))
     page.on("request", lambda r: page.requests.append(r.url))
     page.goto((site / "index.html").as_uri(), wait_until="load")
+    return context, page
+
+
+@pytest.fixture
+def page(browser, site):
+    context, page = _open(browser, site, 1366, 768)
     yield page
     context.close()
 
 
-def group_names(page) -> list[str]:
-    """Model names of the first row of each group, in page order."""
-    return page.eval_on_selector_all(
-        "table.leaderboard tbody", "bodies => bodies.map(b => b.rows[0].cells[1].dataset.value)"
+def column(page, label: str, table: str = TABLE) -> list[str]:
+    """The data-value of one column (by its header's data-label) for the visible rows, in page order."""
+    return page.evaluate(
+        """([table, label]) => {
+            const t = document.querySelector(table);
+            const col = [...t.tHead.rows[0].cells].findIndex(th => th.dataset.label === label);
+            return [...t.tBodies[0].rows].filter(r => !r.hidden).map(r => r.cells[col].dataset.value);
+        }""",
+        [table, label],
     )
 
 
-def test_page_loads_offline_without_errors_and_figures_render(page):
+def groups(page, table: str = TABLE) -> list[str]:
+    return page.eval_on_selector_all(f"{table} tbody tr", "rows => rows.map(r => r.dataset.group)")
+
+
+def test_page_loads_offline_without_errors_or_requests_and_figures_render(page):
     assert page.problems == []
     assert page.requests and all(url.startswith("file://") for url in page.requests), page.requests
-    widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
-    assert len(widths) == 3 and all(done and w > 0 for done, w in widths)
+    figures = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth, i.src])")
+    assert len(figures) == 3 and all(done and w > 0 and src.endswith(".svg") for done, w, src in figures)
 
 
-def test_clicking_a_header_sorts_the_groups(page):
-    before = group_names(page)
-    assert before[0] == "Depth Anything V2 ViT-G"  # best overall first
-    page.click("th[data-label='Overall %'] button")  # was descending: now ascending
-    after = group_names(page)
-    assert after == list(reversed(before))
-    assert page.get_attribute("th[data-label='Overall %']", "aria-sort") == "ascending"
-    page.click("th[data-label='Indoor'] button")
-    indoor = page.eval_on_selector_all(
-        "table.leaderboard tbody tr:first-child", "rows => rows.map(r => r.cells[5].dataset.value)"
-    )
+def test_at_1366_the_table_fits_and_overall_is_visible_without_scrolling(page):
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1366
+    wrap = page.eval_on_selector(".table-wrap", "w => [w.scrollWidth, w.clientWidth]")
+    assert wrap[0] <= wrap[1]  # no horizontal scrolling inside the table either
+    box = page.locator(f"{TABLE} thead th[data-label='Overall %']").bounding_box()
+    assert 0 <= box["x"] and box["x"] + box["width"] <= 1366
+
+
+def test_at_phone_size_model_and_overall_are_visible(browser, site):
+    context, page = _open(browser, site, 390, 844)
+    page.locator(f"{TABLE} tbody tr").first.scroll_into_view_if_needed()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    for selector in ("th.model", "td.overall"):
+        box = page.locator(f"{TABLE} tbody tr").first.locator(selector).bounding_box()
+        assert box["width"] > 40 and 0 <= box["x"] and box["x"] + box["width"] <= 390, (selector, box)
+        assert 0 <= box["y"] < 844
+    # scrolled sideways, both stay pinned in view
+    page.eval_on_selector(".table-wrap", "w => { w.scrollLeft = w.scrollWidth; }")
+    for selector in ("th.model", "td.overall"):
+        box = page.locator(f"{TABLE} tbody tr").first.locator(selector).bounding_box()
+        assert 0 <= box["x"] and box["x"] + box["width"] <= 390, (selector, box)
+    assert page.problems == []
+    context.close()
+
+
+def test_sorting_is_a_plain_sort_of_the_rows(page):
+    page.click(f"{TABLE} th[data-label='Overall %'] button")  # was descending: now ascending
+    overall = [float(v) for v in column(page, "Overall %")]
+    assert overall == sorted(overall)
+    assert page.get_attribute(f"{TABLE} th[data-label='Overall %']", "aria-sort") == "ascending"
+    page.click(f"{TABLE} th[data-label='Indoor'] button")
+    indoor = column(page, "Indoor")
     known = [float(v) for v in indoor if v]
     assert known == sorted(known, reverse=True) and indoor[-1] == ""  # missing values go last
-    # the measured and reported rows of one model still share a group after sorting
-    sizes = page.eval_on_selector_all("table.leaderboard tbody", "bodies => bodies.map(b => b.rows.length)")
-    assert sorted(sizes)[-2:] == [2, 2]
+    page.click(f"{TABLE} th[data-label='Date'] button")
+    dates = [d for d in column(page, "Date") if d]
+    assert dates == sorted(dates, reverse=True)
     assert page.problems == []
+
+
+def test_the_grouping_switch_keeps_a_models_rows_together(page):
+    page.click(f"{TABLE} th[data-label='Overall %'] button")  # ascending
+    plain = groups(page)
+    where = [i for i, g in enumerate(plain) if g == "vitl"]  # measured 93.8 %, reported 97.1 %
+    assert len(where) == 2 and where[1] - where[0] > 1  # a plain sort puts other rows between them
+    page.check("input.group-toggle")
+    grouped = groups(page)
+    first = grouped.index("vitl")
+    assert grouped[first : first + grouped.count("vitl")] == ["vitl"] * grouped.count("vitl") == ["vitl"] * 2
+    assert sorted(grouped) == sorted(plain)
+    assert "rows of one model kept together" in page.inner_text("#da-2k-table-status")
+    page.uncheck("input.group-toggle")
+    assert groups(page) == plain
 
 
 def test_keyboard_sorts_with_enter_and_space(page):
-    page.focus("th[data-label='Model'] button")
+    page.focus(f"{TABLE} th[data-label='Model'] button")
     page.keyboard.press("Enter")
-    names = group_names(page)
+    names = column(page, "Model")
     assert names == sorted(names, key=str.lower)
-    assert page.get_attribute("th[data-label='Model']", "aria-sort") == "ascending"
-    assert page.get_attribute("th[data-label='Overall %']", "aria-sort") is None
+    assert page.get_attribute(f"{TABLE} th[data-label='Model']", "aria-sort") == "ascending"
+    assert page.get_attribute(f"{TABLE} th[data-label='Overall %']", "aria-sort") is None
     page.keyboard.press("Space")
-    assert group_names(page) == sorted(names, key=str.lower, reverse=True)
-    assert page.get_attribute("th[data-label='Model']", "aria-sort") == "descending"
-    assert "Sorted by Model, descending" in page.inner_text("#status-da-2k")
+    assert column(page, "Model") == sorted(names, key=str.lower, reverse=True)
+    assert "Sorted by Model, descending" in page.inner_text("#da-2k-table-status")
 
 
-def test_phone_width_scrolls_the_table_not_the_page(browser, site):
-    context = browser.new_context(viewport={"width": 375, "height": 740}, device_scale_factor=2)
-    page = context.new_page()
-    page.goto((site / "index.html").as_uri())
-    wrap = page.eval_on_selector(".table-wrap", "w => [w.scrollWidth, w.clientWidth]")
-    assert wrap[0] > wrap[1]  # the wide table scrolls inside its wrapper
-    assert page.evaluate("document.documentElement.scrollWidth") <= 375
-    context.close()
+def test_the_filter_box_narrows_the_rows(page):
+    total = page.locator("table.filterable tbody tr").count()
+    page.fill("#model-filter", "custom weights")
+    visible = page.locator("table.filterable tbody tr:not([hidden])")
+    assert 1 <= visible.count() < total
+    assert all("custom weights" in t for t in visible.all_inner_texts())
+    assert f"of {total} rows match" in page.inner_text("#filter-status")
+    page.fill("#model-filter", "")
+    assert page.locator("table.filterable tbody tr:not([hidden])").count() == total
+
+
+def test_run_details_open_in_a_popover_that_does_not_stretch_the_row(page):
+    row = page.locator(f"{TABLE} tr.measured").first
+    before = row.bounding_box()["height"]
+    assert before < 200
+    row.locator(".prov-btn").click()
+    popover = page.locator(".prov:popover-open")
+    assert popover.count() == 1 and "checkpoint sha256" in popover.inner_text()
+    assert row.bounding_box()["height"] == before
+    page.keyboard.press("Escape")
+    assert page.locator(".prov:popover-open").count() == 0
+
+
+def test_the_scenario_columns_collapse(page):
+    assert page.locator(f"{TABLE} td.scen").first.is_visible()
+    page.uncheck(".board input.scen-toggle")
+    assert not page.locator(f"{TABLE} td.scen").first.is_visible()
+    assert page.locator(f"{TABLE} td.overall").first.is_visible()
 
 
 def test_gallery_page_loads_its_thumbnails(browser, site):
@@ -123,7 +196,7 @@ def test_gallery_page_loads_its_thumbnails(browser, site):
 
 def test_screenshot_is_made_with_the_same_browser(page, tmp_path):
     shot = tmp_path / "leaderboard.png"
-    page.set_viewport_size({"width": 1200, "height": 860})
+    page.set_viewport_size({"width": 1366, "height": 900})
     page.screenshot(path=str(shot))
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     target = os.environ.get("DA2K_LEADERBOARD_SCREENSHOT")
