@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# An absolute POSIX path, a home-relative one or a Windows drive path, not part of a URL
-# ("https://host/x": the first slash is followed by another, the second follows one) nor of
-# a relative path ("results/x": the slash follows a name character).
-_ABSOLUTE = re.compile(r"(?<![\w./\\~-])(?:~|[A-Za-z]:)?[/\\](?![/\\\s])[^\s\"'<>|;,()\[\]{}]+")
+# An absolute POSIX path, a home-relative one or a Windows drive path, where a path can start
+# (after a space, a quote, "=", ":", "(" or "," — not inside "</b>" or "results/x"), and not a URL
+# ("https://host/x": the first slash is followed by another).
+_ABSOLUTE = re.compile(r"(?:^|(?<=[\s\"'=:(\[,]))(?:~|[A-Za-z]:)?[/\\](?![/\\\s])[^\s\"'<>|;,()\[\]{}]+")
 # A whole string that is one (a `spec:` prefix allowed): spaces in it are part of the path.
 _WHOLE = re.compile(r"([a-z]+:)?((?:~|[A-Za-z]:)?[/\\](?![/\\]).*)", re.S)
 

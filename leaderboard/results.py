@@ -146,7 +146,7 @@ def entry_from_result(result: Result, known: OfficialHashes = frozenset()) -> En
     return Entry(
         provenance=result.provenance,
         model_id=redact(str(model["id"])),
-        name=str(model.get("name") or identity.label),
+        name=redact(str(model.get("name") or identity.label)),
         group=identity.group,
         benchmark=bench["name"],
         overall=result.overall,

@@ -266,3 +266,23 @@ def test_parameters_are_given_for_every_row_we_can_count():
 
     counted = {e.name: e.n_params for e in load_reported().entries if e.model_id}
     assert counted["Depth Anything V2 ViT-G"] == 1258132225 and counted["Depth Anything V2 ViT-B"] == 97470785
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("precomputed:/data/my maps", "precomputed:…/my maps"),
+        ('{"directory": "/home/me/maps"}', '{"directory": "…/maps"}'),
+        ("C:\\Users\\me\\w.pth", "…/w.pth"),
+        ("~/weights/x.pth", "…/x.pth"),
+        ("see (/home/u/m.py)", "see (…/m.py)"),
+        ("https://example.org/acme", "https://example.org/acme"),
+        ("My <b>model</b>", "My <b>model</b>"),
+        ("results/vits.json", "results/vits.json"),
+        ("hub:depth-anything/Depth-Anything-V2-Small@abc/depth_anything_v2_vits.pth", None),
+    ],
+)
+def test_redaction_shortens_local_paths_and_nothing_else(text, shown):
+    from da2k.leaderboard.redact import redact
+
+    assert redact(text) == (text if shown is None else shown)
