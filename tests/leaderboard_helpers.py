@@ -100,16 +100,22 @@ def make_bench(root: Path) -> Path:
     return bench
 
 
-def write_result(folder: Path, name: str, base: str = "vitl", **changes) -> Path:
-    """A copy of fixture `base` as `folder/name.json` (+ its pairs CSV), with top-level
-    `changes` and dotted ones (`model__name="x"` sets model.name)."""
-    data = json.loads((FIXTURES / f"{base}.json").read_text())
+def changed(data: dict, **changes) -> dict:
+    """A deep copy of a result dict with top-level `changes` and dotted ones (`model__name="x"`
+    sets model.name)."""
+    data = json.loads(json.dumps(data))
     for key, value in changes.items():
         target, *path = key.split("__")
         if path:
             data[target][path[0]] = value
         else:
             data[target] = value
+    return data
+
+
+def write_result(folder: Path, name: str, base: str = "vitl", **changes) -> Path:
+    """A copy of fixture `base` as `folder/name.json` (+ its pairs CSV), `changed` as asked."""
+    data = changed(json.loads((FIXTURES / f"{base}.json").read_text()), **changes)
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(FIXTURES / f"{base}.pairs.csv", folder / f"{name}.pairs.csv")
     data["pairs_file"] = f"{name}.pairs.csv"

@@ -10,7 +10,17 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from leaderboard_helpers import FIXTURES, cell, label, make_bench, parse, row_labelled, scenario_cells, write_result
+from leaderboard_helpers import (
+    FIXTURES,
+    cell,
+    changed,
+    label,
+    make_bench,
+    parse,
+    row_labelled,
+    scenario_cells,
+    write_result,
+)
 from PIL import Image
 
 from da2k.cli import main
@@ -229,14 +239,7 @@ VITL = json.loads((FIXTURES / "vitl.json").read_text())
 
 
 def _with(**changes) -> str:
-    data = json.loads(json.dumps(VITL))
-    for key, value in changes.items():
-        target, *path = key.split("__")
-        if path:
-            data[target][path[0]] = value
-        else:
-            data[target] = value
-    return json.dumps(data)
+    return json.dumps(changed(VITL, **changes))
 
 
 @pytest.mark.parametrize(
