@@ -247,11 +247,18 @@ def _render_site(
     _write(out / "index.html", page)
 
 
+def _open_benchmark(bench: Path):
+    """The sha256 of `bench`'s annotation file, and a maker of JPEG thumbnails of its pairs
+    (the one place the site reads the benchmark)."""
+    annotations, sha = load_annotations(bench)
+    return sha, lambda key: make_thumbnail(bench, annotations, key)
+
+
 def _build_gallery(
     out: Path, bench: Path, boards: list[Board], cache: dict, title: str, per_scenario: int, stamp: str | None
 ) -> bool:
     """The hard pairs of the full runs scored on `bench`'s very annotation file (same sha256)."""
-    annotations, sha = load_annotations(bench)
+    sha, thumbnail = _open_benchmark(bench)
     board = next((b for b in boards if b.spec.key.sha == sha), None)
     paired = [r for r in board.rows if r.entry.pairs_path is not None] if board else []
     if not paired:
@@ -264,7 +271,7 @@ def _build_gallery(
     thumbs = {}
     for pairs in hard.values():
         for pair in pairs:
-            jpeg = make_thumbnail(bench, annotations, pair.key)
+            jpeg = thumbnail(pair.key)
             _write(out / "thumbs" / thumb_name(pair.key), jpeg)
             with Image.open(out / "thumbs" / thumb_name(pair.key)) as img:
                 thumbs[pair.key] = img.size
