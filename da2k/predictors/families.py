@@ -44,6 +44,38 @@ def _marigold(repo: str, o: PredictorOptions):
     )
 
 
+@register_prefix("depthfm", ("vae", "seed", "ensemble_size", "steps", "input_size"), "depthfm:CKPT")
+def _depthfm(checkpoint: str, o: PredictorOptions):
+    from da2k.predictors.depthfm import DepthFMPredictor
+
+    return DepthFMPredictor(
+        checkpoint,
+        vae=o.vae,
+        steps=o.steps,
+        ensemble_size=o.ensemble_size,
+        seed=o.seed,
+        input_size=o.input_size,
+        device=o.device,
+        precision=o.precision,
+    )
+
+
+@register_prefix("geowizard", ("domain", "seed", "ensemble_size", "steps", "input_size"), "geowizard:REPO")
+def _geowizard(repo: str, o: PredictorOptions):
+    from da2k.predictors.geowizard import GeoWizardPredictor
+
+    return GeoWizardPredictor(
+        repo,
+        domain=o.domain,
+        steps=o.steps,
+        ensemble_size=o.ensemble_size,
+        seed=o.seed,
+        input_size=o.input_size,
+        device=o.device,
+        precision=o.precision,
+    )
+
+
 @register_prefix("python", ("kind",), "python:MODULE:FUNCTION")
 def _python(target: str, o: PredictorOptions):
     from da2k.predictors.python import PythonPredictor

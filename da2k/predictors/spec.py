@@ -3,7 +3,8 @@
     SPEC[;key=value...]
 
 SPEC is a model name (vits, vitl, v1-vitl, metric-*, vit-tiny: ours) or `PREFIX:REST`
-(`precomputed:DIR`, `hf:REPO`, `marigold:REPO`, `python:MODULE:FUNCTION`). Options after `;` are
+(`precomputed:DIR`, `hf:REPO`, `marigold:REPO`, `depthfm:CKPT`, `geowizard:REPO`,
+`python:MODULE:FUNCTION`). Options after `;` are
 fields of `PredictorOptions` (`vit-tiny;weights=w.pt`, `precomputed:maps/;kind=depth`,
 `marigold:prs-eth/marigold-depth-v1-1;steps=4;ensemble_size=2`); in a spec they override the
 command's flags. An option that the chosen predictor does not use is an error, never ignored.
@@ -32,6 +33,8 @@ class PredictorOptions:
     seed: int = 0
     ensemble_size: int | None = None
     steps: int | None = None
+    vae: str | None = None
+    domain: str | None = None
 
 
 def _field_types() -> dict[str, type]:
