@@ -104,12 +104,12 @@ class GeoWizardPredictor(Predictor):
 
         from da2k.predictors.joint_attention import install_joint_attention
 
-        who = f"geowizard:{repo}"
-        self.unet = load_strict(UNet2DConditionModel, repo, "unet", who).to(self.device)
+        who, flag = f"geowizard:{repo}", "geowizard:DIR (a folder laid out like the hub repo)"
+        self.unet = load_strict(UNet2DConditionModel, repo, "unet", who, flag).to(self.device)
         if install_joint_attention(self.unet) == 0:
             raise Da2kError(f"{who}: the UNet has no self-attention to make joint; not a GeoWizard UNet")
-        self.vae = load_strict(AutoencoderKL, repo, "vae", who).to(self.device)
-        self.image_encoder = load_strict(CLIPVisionModelWithProjection, repo, "image_encoder", who).to(self.device)
+        self.vae = load_strict(AutoencoderKL, repo, "vae", who, flag).to(self.device)
+        self.image_encoder = load_strict(CLIPVisionModelWithProjection, repo, "image_encoder", who, flag).to(self.device)
         try:
             self.feature_extractor = CLIPImageProcessor.from_pretrained(repo, subfolder="feature_extractor")
             self.scheduler = DDIMScheduler.from_pretrained(repo, subfolder="scheduler")
