@@ -368,3 +368,25 @@ def test_sam_segments_come_from_a_grid_of_prompts_and_a_missing_sam_falls_back(t
     assert make_segmenter("auto", sam_model=str(tmp_path / "missing"))[0] == "felzenszwalb"
     with pytest.raises(Da2kError, match="--points felzenszwalb"):
         make_segmenter("sam", sam_model=str(tmp_path / "missing"))
+
+
+def test_mine_help_shows_the_papers_four_experts_as_the_default():
+    result = CliRunner().invoke(main, ["mine", "--help"])
+    assert result.exit_code == 0
+    text = "".join(result.output.split())  # help wraps lines (also at hyphens)
+    expected = "v1-vitl,marigold:prs-eth/marigold-depth-v1-1,geowizard:lemonaddie/Geowizard,vitl"
+    assert f"Default,thepaper'sfour:{expected}." in text
+
+
+def test_mine_with_the_default_experts_offline_names_every_missing_item(scenes, tmp_path, monkeypatch):
+    result = CliRunner().invoke(main, ["mine", "--images", str(scenes.images), "--db", str(tmp_path / "d.db")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    out = result.output  # stderr too: progress bars and library warnings come before the error
+    lines = out[out.index("Error: ") :].splitlines()
+    assert len(lines) == 4 and "Traceback" not in out
+    for line, name in zip(lines, ("v1-vitl", "marigold:", "geowizard:", "vitl")):
+        assert name in line
+    assert "HF_HUB_OFFLINE" in lines[2] and "geowizard:DIR" in lines[2]
+    monkeypatch.setitem(__import__("sys").modules, "diffusers", None)  # the extras not installed
+    result = CliRunner().invoke(main, ["mine", "--images", str(scenes.images), "--db", str(tmp_path / "d.db")])
+    assert "pip install 'da2k[marigold]'" in result.output and "pip install 'da2k[geowizard]'" in result.output

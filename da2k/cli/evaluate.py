@@ -45,7 +45,10 @@ def _echo_problems(problems, err: bool = False) -> None:
     "--model",
     "spec",
     required=True,
-    help="vits|vitb|vitl|vitg|v1-*|metric-*, precomputed:DIR, hf:REPO, marigold:REPO or python:MODULE:FUNCTION.",
+    help=(
+        "vits|vitb|vitl|vitg|v1-*|metric-*, precomputed:DIR, hf:REPO, marigold:REPO, depthfm:CKPT, "
+        "geowizard:REPO or python:MODULE:FUNCTION; options follow ';' (depthfm:CKPT;vae=DIR;steps=2)."
+    ),
 )
 @weights_option
 @click.option(
@@ -57,7 +60,10 @@ def _echo_problems(problems, err: bool = False) -> None:
 @click.option(
     "--input-size",
     type=click.IntRange(min=14),
-    help="Network input size (ours: short side, default 518; hf/marigold: processing size).",
+    help=(
+        "Network input size (ours: short side, default 518; hf, marigold: processing size; depthfm, "
+        "geowizard: longer side, default the image's / 768)."
+    ),
 )
 @click.option("--scenarios", help="Comma-separated scenarios to score (default: all).")
 @click.option("--limit", type=click.IntRange(min=1), help="Score only the first N images (after --scenarios).")
@@ -83,13 +89,23 @@ def _echo_problems(problems, err: bool = False) -> None:
     help="Score the valid pairs of a benchmark with problems (skips are counted in the result).",
 )
 @click.option("--allow-scenario", multiple=True, metavar="NAME", help="Accept an extra scenario folder (repeatable).")
-@click.option("--seed", type=int, default=0, show_default=True, help="marigold: noise seed.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="marigold, depthfm, geowizard: noise seed, reset before each image.",
+)
 @click.option(
     "--ensemble-size",
     type=click.IntRange(min=1),
-    help="diffusion models: predictions averaged per image (default: the model's).",
+    help="marigold, depthfm, geowizard: predictions merged per image (default: the model's: 1, 4, 10).",
 )
-@click.option("--steps", type=int, help="marigold: denoising steps (default: the model's).")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    help="marigold, depthfm, geowizard: denoising/ODE steps (default: the model's: checkpoint's, 2, 10).",
+)
 @workers_option()
 @user_errors
 def evaluate(

@@ -10,7 +10,8 @@ import click
 from da2k.cli.errors import user_errors
 from da2k.cli.options import db_option, device_option, precision_option, workers_option
 
-DEFAULT_EXPERTS = ("vitl", "v1-vitl", "marigold:prs-eth/marigold-depth-v1-1", "hf:Intel/dpt-large")
+# The paper's four voters (Depth Anything V2 paper, Section 6.2): V1, Marigold, GeoWizard and V2.
+DEFAULT_EXPERTS = ("v1-vitl", "marigold:prs-eth/marigold-depth-v1-1", "geowizard:lemonaddie/Geowizard", "vitl")
 
 
 @click.command()
@@ -36,8 +37,9 @@ DEFAULT_EXPERTS = ("vitl", "v1-vitl", "marigold:prs-eth/marigold-depth-v1-1", "h
     multiple=True,
     help=(
         "Expert predictor spec, repeatable, at least two (DA-2K used four): vitl, v1-vitl, "
-        "marigold:REPO, hf:REPO, python:MODULE:FUNCTION, precomputed:DIR;kind=depth. Options follow "
-        "';': vit-tiny;weights=PATH. Default: " + ", ".join(DEFAULT_EXPERTS) + "."
+        "marigold:REPO, geowizard:REPO, depthfm:CKPT, hf:REPO (e.g. hf:Intel/dpt-large), "
+        "python:MODULE:FUNCTION, precomputed:DIR;kind=depth. Options follow ';': vit-tiny;weights=PATH. "
+        "Default, the paper's four: " + ", ".join(DEFAULT_EXPERTS) + "."
     ),
 )
 @click.option(
@@ -91,8 +93,9 @@ def mine(
     twice.
 
     \b
+    da2k mine --images photos/        # the paper's four experts (V1, Marigold, GeoWizard, V2)
     da2k mine --images photos/ --expert vitl --expert v1-vitl \\
-        --expert 'marigold:prs-eth/marigold-depth-v1-1' --expert 'precomputed:geowizard/;kind=depth'
+        --expert 'geowizard:lemonaddie/Geowizard;ensemble_size=3' --expert 'precomputed:maps/;kind=depth'
     """
     from da2k.mining import mine as run_mine
     from da2k.mining import parse_shard

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from da2k.errors import Da2kError
+from da2k.models import ModelError
 from da2k.predictors import Predictor, make_predictor, parse_spec
 from da2k.store import Store
 from da2k.store.ops import expert_run_id
@@ -32,16 +33,22 @@ def load_experts(store: Store, specs: Sequence[str], *, device: str = "auto", pr
         raise Da2kError("mining needs at least two experts (DA-2K used four): repeat --expert SPEC")
     if len(specs) < 4:
         log.warning("%d experts: DA-2K used four; fewer experts agree more often by chance", len(specs))
-    experts = []
+    experts, problems = [], []
     for text in specs:
         spec, options = parse_spec(text)
         if spec.startswith("precomputed:"):  # the folder, not just its name, tells maps apart
             spec = "precomputed:" + str(Path(spec.partition(":")[2]).expanduser().resolve())
-        predictor = make_predictor(spec, device=device, precision=precision, **options)
+        try:
+            predictor = make_predictor(spec, device=device, precision=precision, **options)
+        except (Da2kError, ModelError) as exc:  # keep going: report every missing expert at once
+            problems.append(f"expert {text}: {exc}")
+            continue
         settings = {"predictor": predictor.id, "input_size": predictor.input_size, **(predictor.settings or {})}
         settings.update({k: v for k, v in options.items() if k != "weights"})
         run_id = expert_run_id(store, spec, predictor.checkpoint_sha256, settings, predictor.kind)
         experts.append(Expert(run_id, predictor, spec))
+    if problems:
+        raise Da2kError("\n".join(problems))
     if len({e.run_id for e in experts}) != len(experts):
         raise Da2kError("the same expert was given twice: each --expert must differ")
     return experts

@@ -7,6 +7,8 @@ options follow `;`, see `da2k.predictors.spec`):
     precomputed:DIR           DIR/<image key with .npy or .png>, any resolution, kind= required
     hf:REPO                   a transformers depth-estimation model (pip install 'da2k[hf]')
     marigold:REPO             diffusers MarigoldDepthPipeline (pip install 'da2k[marigold]')
+    depthfm:CKPT              DepthFM, the official checkpoint (pip install 'da2k[depthfm]'), vae=
+    geowizard:REPO            GeoWizard V1, hub id or local folder (pip install 'da2k[geowizard]'), domain=
     python:MODULE:FUNCTION    any callable image -> (map, kind[, align_corners])
 """
 

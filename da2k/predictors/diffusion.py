@@ -23,7 +23,8 @@ def require(extra: str, who: str, *modules: str) -> None:
             raise Da2kError(f"{who} needs {name}: pip install 'da2k[{extra}]'") from None
 
 
-def _offline() -> bool:
+def hub_offline() -> bool:
+    """Whether huggingface_hub is set offline (HF_HUB_OFFLINE)."""
     try:
         from huggingface_hub import constants
 
@@ -41,7 +42,7 @@ def load_strict(cls: Any, repo: str, subfolder: str | None, who: str, local_flag
     try:
         model, info = cls.from_pretrained(str(repo), output_loading_info=True, **kwargs)
     except (OSError, ValueError) as exc:  # missing files, offline, bad repo id
-        if not Path(repo).expanduser().exists() and _offline():
+        if not Path(repo).expanduser().exists() and hub_offline():
             raise Da2kError(
                 f"{who}: {where} is not in the local hub cache and the hub is offline (HF_HUB_OFFLINE): "
                 f"download it where the hub is reachable (huggingface-cli download {repo}) or pass {local_flag}"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PIL import Image
 
 from da2k.errors import Da2kError
 from da2k.predictors.base import Prediction, Predictor, as_map, folder_weights_sha256, hub_source
+from da2k.predictors.diffusion import hub_offline
 
 
 class MarigoldPredictor(Predictor):
@@ -36,14 +39,18 @@ class MarigoldPredictor(Predictor):
 
         self.repo, self.id = repo, f"marigold:{repo}"
         self.device = select_device(device)
-        # The pipeline runs in its weights' dtype: the resolved precision is the dtype the weights
-        # are loaded in. On the CPU its preprocessing (antialiased resize) has no bf16 kernel.
-        supported = ("fp32",) if self.device.type == "cpu" else ("fp32", "bf16", "fp16")
-        self.precision = resolve_precision(precision, self.device, supported=supported, who="marigold on this device")
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision.name]
+        # Weights stay fp32 and bf16/fp16 run as autocast, as for every predictor: the pipeline's
+        # preprocessing (antialiased resize) has no bf16 CPU kernel, so bf16 weights cannot run on
+        # the CPU, while autocast leaves that resize in fp32.
+        self.precision = resolve_precision(precision, self.device, who="marigold")
         try:
-            self.pipe = MarigoldDepthPipeline.from_pretrained(repo, torch_dtype=dtype).to(self.device)
+            self.pipe = MarigoldDepthPipeline.from_pretrained(repo).to(self.device)
         except (OSError, ValueError) as exc:  # missing files; ValueError: not a valid repo id
+            if hub_offline() and not Path(repo).expanduser().exists():
+                raise Da2kError(
+                    f"marigold: {repo} is not in the local hub cache and the hub is offline (HF_HUB_OFFLINE): "
+                    f"download it where the hub is reachable (huggingface-cli download {repo}) or pass marigold:DIR"
+                ) from None
             raise Da2kError(f"cannot load Marigold pipeline {repo!r}: {str(exc).splitlines()[0]}") from None
         self.pipe.set_progress_bar_config(disable=True)
         self._torch = torch
@@ -77,13 +84,14 @@ class MarigoldPredictor(Predictor):
         # A fresh generator per image: the same image gets the same noise whatever the order,
         # which keeps resumed runs identical.
         generator = self._torch.Generator(device="cpu").manual_seed(self.seed)
-        out = self.pipe(
-            prepared,
-            num_inference_steps=self.steps,
-            ensemble_size=self.ensemble_size,
-            processing_resolution=self.input_size,
-            match_input_resolution=False,
-            generator=generator,
-            output_type="np",
-        )
+        with self._torch.inference_mode(), self.precision.autocast(self.device):
+            out = self.pipe(
+                prepared,
+                num_inference_steps=self.steps,
+                ensemble_size=self.ensemble_size,
+                processing_resolution=self.input_size,
+                match_input_resolution=False,
+                generator=generator,
+                output_type="pt",
+            )
         return Prediction(as_map(out.prediction, self.id), "depth", align_corners=False)
