@@ -33,9 +33,7 @@ def depthfm_checkpoint(config: str, path: Path, hparams: dict | None = None) -> 
     state_dict under the ldm keys, noising_step and a numpy empty-text embedding."""
     c = manifest(DEPTHFM)["configs"][config]
     state = {k: deterministic_tensor(k, tuple(shape), torch.float32) for k, shape in c["keys"].items()}
-    embedding = np.random.default_rng(c["empty_text_embedding_seed"]).standard_normal(
-        c["empty_text_embedding_shape"]
-    )
+    embedding = np.random.default_rng(c["empty_text_embedding_seed"]).standard_normal(c["empty_text_embedding_shape"])
     ckpt = {
         "ldm_hparams": hparams if hparams is not None else c["ldm_hparams"],
         "state_dict": state,

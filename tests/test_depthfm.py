@@ -92,7 +92,9 @@ class Payload:
 
 
 def test_depthfm_checkpoint_with_other_objects_is_refused_in_one_line(tmp_path):
-    torch.save({"ldm_hparams": {}, "state_dict": {}, "noising_step": 0, "empty_text_embedding": Payload()}, tmp_path / "x")
+    torch.save(
+        {"ldm_hparams": {}, "state_dict": {}, "noising_step": 0, "empty_text_embedding": Payload()}, tmp_path / "x"
+    )
     with pytest.raises(Da2kError, match="refusing to unpickle") as err:
         read_checkpoint(tmp_path / "x")
     assert "\n" not in str(err.value)

@@ -109,7 +109,9 @@ class DepthFMPredictor(Predictor):
         self.precision = resolve_precision(precision, self.device, who="depthfm")
         self.unet = _build_unet(ckpt).to(self.device)
         vae_repo, subfolder = _vae_source(vae)
-        self.vae = load_strict(AutoencoderKL, vae_repo, subfolder, "depthfm VAE", "vae=DIR (a folder with config.json)").to(self.device)
+        self.vae = load_strict(
+            AutoencoderKL, vae_repo, subfolder, "depthfm VAE", "vae=DIR (a folder with config.json)"
+        ).to(self.device)
         self.context = ckpt.empty_text_embedding.to(self.device)
         self.noising_step = ckpt.noising_step
         self.steps, self.ensemble_size, self.seed = steps or 2, ensemble_size or 4, seed

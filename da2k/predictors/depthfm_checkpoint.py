@@ -126,16 +126,36 @@ def _load_safetensors(path: Path) -> dict:
     }
 
 
+def _resolve(spec: str) -> Path:
+    """A local file, or `OWNER/REPO/FILE` on the hub (cached by huggingface_hub)."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    parts = spec.split("/")
+    if len(parts) >= 3 and not spec.startswith((".", "/", "~")):
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+        repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+        try:
+            return Path(hf_hub_download(repo, filename))
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as exc:
+            raise Da2kError(
+                f"DepthFM checkpoint {filename} of hub repo {repo} is not available ({type(exc).__name__}); "
+                "download it and pass depthfm:PATH"
+            ) from None
+    raise Da2kError(
+        f"DepthFM checkpoint {path} not found: download depthfm-v1.ckpt ({OFFICIAL_URL}, a few GB) "
+        "and pass depthfm:PATH (or OWNER/REPO/FILE for a copy on the hub)"
+    )
+
+
 def read_checkpoint(path: str | Path) -> DepthFMCheckpoint:
-    """The DepthFM checkpoint at `path` (official `.ckpt` or our safetensors layout)."""
+    """The DepthFM checkpoint at `path` (official `.ckpt` or our safetensors layout; a local file or
+    `OWNER/REPO/FILE` on the hub)."""
     import torch
 
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise Da2kError(
-            f"DepthFM checkpoint {path} not found: download depthfm-v1.ckpt ({OFFICIAL_URL}, about 2 GB) "
-            "and pass depthfm:PATH"
-        )
+    path = _resolve(str(path))
     data = _load_safetensors(path) if path.suffix == ".safetensors" else _load_torch(path)
     missing = [k for k in ("ldm_hparams", "state_dict", "noising_step", EMPTY_TEXT) if k not in data]
     if missing:

@@ -109,12 +109,16 @@ class GeoWizardPredictor(Predictor):
         if install_joint_attention(self.unet) == 0:
             raise Da2kError(f"geowizard:{repo}: the UNet has no self-attention to make joint; not a GeoWizard UNet")
         self.vae = load_strict(AutoencoderKL, repo, "vae", who, flag).to(self.device)
-        self.image_encoder = load_strict(CLIPVisionModelWithProjection, repo, "image_encoder", who, flag).to(self.device)
+        self.image_encoder = load_strict(CLIPVisionModelWithProjection, repo, "image_encoder", who, flag).to(
+            self.device
+        )
         try:
             self.feature_extractor = CLIPImageProcessor.from_pretrained(repo, subfolder="feature_extractor")
             self.scheduler = DDIMScheduler.from_pretrained(repo, subfolder="scheduler")
         except (OSError, ValueError) as exc:
-            raise Da2kError(f"geowizard:{repo}: cannot load feature_extractor/scheduler ({str(exc).splitlines()[0]})") from None
+            raise Da2kError(
+                f"geowizard:{repo}: cannot load feature_extractor/scheduler ({str(exc).splitlines()[0]})"
+            ) from None
 
     @property
     def checkpoint_sha256(self) -> str | None:
