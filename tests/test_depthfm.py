@@ -155,6 +155,7 @@ def test_evaluate_cli_runs_depthfm_end_to_end_offline(tmp_path, weights):
     [run_json] = (tmp_path / "results").glob("*.json")
     out = json.loads(run_json.read_text())
     assert out["model"]["predictor"] == "depthfm" and out["model"]["kind"] == "depth"
+    assert out["model"]["checkpoint_source"] == "local file" and out["model"]["n_params"] > 0
     assert out["model"]["settings"]["ensemble_size"] == 1 and out["model"]["settings"]["precision"] == "fp32"
     rows = list(csv.DictReader(open(next((tmp_path / "results").glob("*.pairs.csv")))))
     assert len(rows) == out["overall"]["n"] > 0

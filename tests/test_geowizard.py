@@ -119,7 +119,7 @@ def test_geowizard_options_are_checked_and_recorded(repo):
         "precision": "fp32",
         "align_corners": False,
     }
-    assert len(p.checkpoint_sha256) == 64
+    assert len(p.checkpoint_sha256) == 64 and p.checkpoint_source == "local folder" and p.n_params > 0
 
 
 def test_geowizard_offline_without_the_weights_is_one_line():

@@ -120,6 +120,8 @@ class DepthFMPredictor(Predictor):
         self.input_size = input_size
         self._torch = torch
         self._sha256 = file_sha256(ckpt.path)
+        local = Path(checkpoint).expanduser().is_file()
+        self._source = "local file" if local else f"hub:{'/'.join(checkpoint.split('/')[:2])}/{ckpt.path.name}"
         marker = "config.json" if subfolder is None else f"{subfolder}/config.json"
         self.settings = {
             "steps": self.steps,
@@ -138,6 +140,15 @@ class DepthFMPredictor(Predictor):
     @property
     def checkpoint_sha256(self) -> str:
         return self._sha256
+
+    @property
+    def checkpoint_source(self) -> str:
+        return self._source
+
+    @property
+    def n_params(self) -> int:
+        """UNet and VAE."""
+        return sum(p.numel() for m in (self.unet, self.vae) for p in m.parameters())
 
     def prepare(self, key: str, load: ImageLoader) -> Any:
         image = load()

@@ -29,51 +29,33 @@ def _hf(repo: str, o: PredictorOptions):
     return HFPredictor(repo, o.kind, o.input_size, o.device, o.precision)
 
 
-@register_prefix("marigold", ("seed", "ensemble_size", "steps", "input_size"), "marigold:REPO")
+# What the diffusion predictors take alike: sampling options and where/how to run.
+_SAMPLING = ("seed", "ensemble_size", "steps", "input_size")
+
+
+def _sampling(o: PredictorOptions) -> dict:
+    return {name: getattr(o, name) for name in (*_SAMPLING, "device", "precision")}
+
+
+@register_prefix("marigold", _SAMPLING, "marigold:REPO")
 def _marigold(repo: str, o: PredictorOptions):
     from da2k.predictors.marigold import MarigoldPredictor
 
-    return MarigoldPredictor(
-        repo,
-        seed=o.seed,
-        ensemble_size=o.ensemble_size or 1,
-        steps=o.steps,
-        input_size=o.input_size,
-        device=o.device,
-        precision=o.precision,
-    )
+    return MarigoldPredictor(repo, **{**_sampling(o), "ensemble_size": o.ensemble_size or 1})
 
 
-@register_prefix("depthfm", ("vae", "seed", "ensemble_size", "steps", "input_size"), "depthfm:CKPT")
+@register_prefix("depthfm", ("vae", *_SAMPLING), "depthfm:CKPT")
 def _depthfm(checkpoint: str, o: PredictorOptions):
     from da2k.predictors.depthfm import DepthFMPredictor
 
-    return DepthFMPredictor(
-        checkpoint,
-        vae=o.vae,
-        steps=o.steps,
-        ensemble_size=o.ensemble_size,
-        seed=o.seed,
-        input_size=o.input_size,
-        device=o.device,
-        precision=o.precision,
-    )
+    return DepthFMPredictor(checkpoint, vae=o.vae, **_sampling(o))
 
 
-@register_prefix("geowizard", ("domain", "seed", "ensemble_size", "steps", "input_size"), "geowizard:REPO")
+@register_prefix("geowizard", ("domain", *_SAMPLING), "geowizard:REPO")
 def _geowizard(repo: str, o: PredictorOptions):
     from da2k.predictors.geowizard import GeoWizardPredictor
 
-    return GeoWizardPredictor(
-        repo,
-        domain=o.domain,
-        steps=o.steps,
-        ensemble_size=o.ensemble_size,
-        seed=o.seed,
-        input_size=o.input_size,
-        device=o.device,
-        precision=o.precision,
-    )
+    return GeoWizardPredictor(repo, domain=o.domain, **_sampling(o))
 
 
 @register_prefix("python", ("kind",), "python:MODULE:FUNCTION")

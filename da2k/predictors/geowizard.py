@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from da2k.errors import Da2kError
-from da2k.predictors.base import ImageLoader, Prediction, Predictor, folder_weights_sha256
+from da2k.predictors.base import ImageLoader, Prediction, Predictor, folder_weights_sha256, hub_source
 from da2k.predictors.diffusion import cpu_generator, load_strict, require, resize_map, rgb_array
 
 DEFAULT_REPO = "lemonaddie/Geowizard"
@@ -123,6 +123,15 @@ class GeoWizardPredictor(Predictor):
     @property
     def checkpoint_sha256(self) -> str | None:
         return self._sha256
+
+    @property
+    def checkpoint_source(self) -> str:
+        return hub_source(self.repo, None)
+
+    @property
+    def n_params(self) -> int:
+        """UNet, VAE and CLIP image encoder."""
+        return sum(p.numel() for m in (self.unet, self.vae, self.image_encoder) for p in m.parameters())
 
     def prepare(self, key: str, load: ImageLoader) -> Any:
         image = load()
