@@ -122,16 +122,17 @@ class DepthFMPredictor(Predictor):
         self._sha256 = file_sha256(ckpt.path)
         local = Path(checkpoint).expanduser().is_file()
         self._source = "local file" if local else f"hub:{'/'.join(checkpoint.split('/')[:2])}/{ckpt.path.name}"
-        marker = "config.json" if subfolder is None else f"{subfolder}/config.json"
+        vae_folder = Path(vae_repo) / (subfolder or "")
         self.settings = {
             "steps": self.steps,
             "ensemble_size": self.ensemble_size,
             "seed": seed,
             "processing_resolution": input_size or "longer side kept, multiples of 64",
             "noising_step": self.noising_step,
-            "vae": vae_repo if subfolder is None else f"{vae_repo}/{subfolder}",
+            # where the VAE came from (never a local path) and what it holds
+            "vae": "local folder" if vae_folder.is_dir() else f"hub:{vae_repo}/{subfolder}",
             "vae_sha256": folder_weights_sha256(
-                str(Path(vae_repo) / subfolder) if subfolder and Path(vae_repo).is_dir() else vae_repo, None, marker
+                str(vae_folder) if vae_folder.is_dir() else vae_repo, None, f"{subfolder}/config.json"
             ),
             "precision": self.precision.name,
             "align_corners": False,
