@@ -40,7 +40,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="da2k-layers-") as tmp:
         build_view(root, Path(tmp))
         env = {**os.environ, "PYTHONPATH": tmp}
-        lint = shutil.which("lint-imports") or "lint-imports"
+        beside = Path(sys.executable).parent / "lint-imports"  # the venv's, even when it is not activated
+        lint = str(beside) if beside.is_file() else shutil.which("lint-imports") or "lint-imports"
         return subprocess.call([lint, str(root / "pyproject.toml"), "--no-cache"], cwd=tmp, env=env)
 
 
