@@ -13,8 +13,9 @@ import threading
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
+from da2k.images import ModelError, decode_image
 from da2k.store.annotate import Da2kError
 
 DISPLAY_MAX = 960
@@ -39,16 +40,18 @@ def resolve_image(roots: Sequence[Path], image_root: str, image_path: str) -> Pa
 
 @functools.lru_cache(maxsize=8)
 def _load(path: Path, mtime_ns: int) -> Image.Image:
-    with Image.open(path) as im:
-        return ImageOps.exif_transpose(im).convert("RGB")
+    return decode_image(path)
 
 
 def load_image(path: Path) -> Image.Image:
-    """RGB with EXIF orientation applied (cached: consecutive pairs often share an image)."""
+    """RGB with EXIF orientation applied, by the one loader (cached: consecutive pairs often
+    share an image)."""
     try:
         return _load(path, path.stat().st_mtime_ns)
     except OSError as exc:
         raise Da2kError(f"cannot read image {path}: {exc}") from None
+    except ModelError as exc:  # the loader's message names the file
+        raise Da2kError(str(exc)) from None
 
 
 def _scale(image: Image.Image, longest: int) -> float:

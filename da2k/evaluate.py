@@ -15,6 +15,7 @@ import os
 import platform
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -27,7 +28,7 @@ from da2k.errors import Da2kError
 from da2k.models.files import atomic_write_text
 from da2k.models.prefetch import prefetch
 from da2k.predictors import Prediction, Predictor
-from da2k.results import SCHEMA, PairRow, write_pairs_csv, write_result
+from da2k.results import SCHEMA, PairRow, refuse_replacing, write_pairs_csv, write_result
 from da2k.scoring import order_scenarios, overall, pair_correct, sample_bilinear, score_by_scenario, to_disparity
 
 CACHE_ENV = "DA2K_CACHE_DIR"
@@ -42,13 +43,14 @@ def default_cache_dir() -> Path:
 
 
 class InvalidBenchmark(Da2kError):
-    """The benchmark has problems and `skip_invalid` was not asked for; `report` lists them."""
+    """`--strict` and the benchmark has problems (warnings included); `report` lists them."""
 
     def __init__(self, bench: Benchmark, report: Report) -> None:
         self.report = report
         super().__init__(
-            f"{bench.name} has {len(report.problems)} problem(s), the first: {report.problems[0]}; refusing to "
-            "score it: fix them (da2k validate lists them all) or pass --skip-invalid to score the valid pairs"
+            f"{bench.name} has {len(report.errors)} error(s) and {len(report.warnings)} warning(s), the first: "
+            f"{report.problems[0]}; --strict refuses to score it: fix them (da2k validate lists them all) "
+            "or leave out --strict to score every pair that can be scored"
         )
 
 
@@ -101,9 +103,15 @@ class Outcome:
 
 
 def run_name(predictor: Predictor, bench: Benchmark, scenarios: Sequence[str] | None, limit: int | None) -> str:
-    """`<model>-<benchmark>`, plus what makes a run partial, safe as a file name."""
+    """`<model>[-<sha8>]-<benchmark>`, plus what makes a run partial, safe as a file name.
+
+    `<sha8>`: the first 8 hex digits of the checkpoint's sha256 (of a precomputed folder's
+    content hash), so two checkpoints of one architecture never share a default name."""
     model = predictor.id.split(":", 1)[1] if predictor.id.startswith("precomputed:") else predictor.id
-    parts = [model, bench.name]
+    parts = [model]
+    if predictor.checkpoint_sha256:
+        parts.append(predictor.checkpoint_sha256[:8])
+    parts.append(bench.name)
     if scenarios:
         parts.append("+".join(scenarios))
     if limit is not None:
@@ -157,10 +165,10 @@ def latency_record(predictor: Predictor, forward_seconds: list[float]) -> dict:
 def select_images(
     bench: Benchmark, report: Report, scenarios: Sequence[str] | None, limit: int | None
 ) -> list[tuple[str, list[Pair]]]:
-    """Valid images (with their valid pairs) in annotation order, filtered and limited."""
-    keys = [k for k in bench.keys() if report.is_valid(k)]
+    """Scorable images (with their scorable pairs) in annotation order, filtered and limited."""
+    keys = bench.keys()
     if scenarios:
-        present = {scenario_of(k) for k in keys}
+        present = {scenario_of(k) for k in keys} - {None}
         unknown = [s for s in scenarios if s not in present]
         if unknown:
             raise Da2kError(
@@ -170,6 +178,8 @@ def select_images(
         keys = [k for k in keys if scenario_of(k) in scenarios]
     selected = []
     for key in keys:
+        if not report.is_valid(key):
+            continue
         pairs = bench.pairs(key, valid=lambda i, k=key: report.is_valid(k, i))
         if pairs:
             selected.append((key, pairs))
@@ -197,43 +207,50 @@ def run_predictions(
         yield key, prediction, time.perf_counter() - start
 
 
-def evaluate(
-    bench: Benchmark,
-    predictor: Predictor,
-    out_dir: str | Path,
-    *,
-    scenarios: Sequence[str] | None = None,
-    limit: int | None = None,
-    skip_invalid: bool = False,
-    allowed_scenarios: Iterable[str] = (),
-    cache_dir: str | Path | None = None,
-    name: str | None = None,
-    workers: int = 2,
-    progress: bool = True,
-    report: Report | None = None,
-) -> Outcome:
-    """Score `predictor` on `bench`; write `<out_dir>/<name>.json` and `<name>.pairs.csv`."""
-    from tqdm import tqdm
+def summary_line(bench: Benchmark, report: Report, rows: list[PairRow], selection: dict) -> str:
+    """`scored 2060 of 2068 pairs on 1031 of 1035 images; 4 images missing from the archive
+    (listed in the result file)`: the one line that says what a run covers."""
+    line = f"scored {len(rows)} of {bench.n_pairs} pairs on {len({r.image for r in rows})} of {bench.n_images} images"
+    notes = [f"{report.skip_reasons(bench.archive.is_folder)} (listed in the result file)"] if report.errors else []
+    chosen = [f"--scenarios {','.join(selection['scenarios'])}"] if selection.get("scenarios") else []
+    chosen += [f"--limit {selection['limit']}"] if selection.get("limit") else []
+    if chosen:
+        notes.append(f"selected with {' '.join(chosen)}")
+    return line + ("; " + "; ".join(notes) if notes else "")
 
-    started = time.perf_counter()
-    out_dir = Path(out_dir)
+
+# --------------------------------------------------------------------------------------------
+# The steps of `evaluate`, in order
+
+
+def check_locations(out_dir: Path, cache_dir: str | Path | None, limit: int | None) -> Path:
+    """The cache root; refuses a cache inside `out_dir` and a limit below 1."""
     cache_root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     if cache_root.resolve().is_relative_to(out_dir.resolve()):
         raise Da2kError(f"--cache-dir {cache_root} lies inside --out {out_dir}; keep the cache elsewhere")
     if limit is not None and limit < 1:
         raise Da2kError("--limit must be at least 1")
+    return cache_root
 
-    t0 = time.perf_counter()
-    if report is None:
-        report = validate(bench, allowed_scenarios)
-    if not report.ok and not skip_invalid:
+
+def plan(
+    bench: Benchmark, report: Report, scenarios: Sequence[str] | None, limit: int | None, strict: bool
+) -> list[tuple[str, list[Pair]]]:
+    """What will be scored: every scorable pair of the selection, in file order (duplicates
+    included). `strict` refuses any problem; nothing scorable is an error."""
+    if strict and not report.ok:
         raise InvalidBenchmark(bench, report)
-    t_validate = time.perf_counter() - t0
     selected = select_images(bench, report, scenarios, limit)
     if not selected:
-        raise Da2kError(f"nothing to score: no valid pairs selected in {bench.name}")
+        why = f": {report.skip_reasons(bench.archive.is_folder)}" if report.errors else ""
+        raise Da2kError(f"nothing could be scored in {bench.name} (0 of {bench.n_pairs} pairs){why}")
+    return selected
 
-    cache = ValueCache(cache_root, predictor) if predictor.cacheable else None
+
+def cached_values(
+    cache: ValueCache | None, report: Report, selected: list[tuple[str, list[Pair]]]
+) -> tuple[dict[str, tuple[str, np.ndarray]], list[str]]:
+    """(values already in the cache by key, keys still to predict)."""
     values: dict[str, tuple[str, np.ndarray]] = {}
     todo = []
     for key, pairs in selected:
@@ -242,13 +259,30 @@ def evaluate(
             values[key] = hit
         else:
             todo.append(key)
-    pairs_of = dict(selected)
+    return values, todo
+
+
+def predict_values(
+    predictor: Predictor,
+    bench: Benchmark,
+    report: Report,
+    pairs_of: dict[str, list[Pair]],
+    todo: list[str],
+    values: dict[str, tuple[str, np.ndarray]],
+    cache: ValueCache | None,
+    *,
+    workers: int,
+    progress: bool,
+) -> tuple[dict[str, float], list[float]]:
+    """Predict the `todo` images, sample at their points into `values` (and the cache, one
+    entry per image as it is done: that is what makes a killed run resumable). Returns the
+    seconds spent and the forward time of each image."""
+    from tqdm import tqdm
 
     t_forward = t_sample = 0.0
     forward_seconds: list[float] = []
-    bar = tqdm(
-        total=len(selected), initial=len(selected) - len(todo), unit="img", disable=not progress, desc=predictor.id
-    )
+    total = len(pairs_of)
+    bar = tqdm(total=total, initial=total - len(todo), unit="img", disable=not progress, desc=predictor.id)
     with bar:
         for key, prediction, seconds in run_predictions(predictor, bench, todo, workers):
             t_forward += seconds
@@ -261,9 +295,14 @@ def evaluate(
                 cache.put(report.sha256[key], prediction.kind, pts, sampled)
             t_sample += time.perf_counter() - t1
             bar.update(1)
+    return {"forward_s": t_forward, "sample_s": t_sample}, forward_seconds
 
-    rows = []
-    kinds = set()
+
+def score_rows(
+    selected: list[tuple[str, list[Pair]]], values: dict[str, tuple[str, np.ndarray]]
+) -> tuple[list[PairRow], set[str]]:
+    """One row per scored pair in file order, and the output kinds seen."""
+    rows, kinds = [], set()
     for key, pairs in selected:
         kind, raw = values[key]
         kinds.add(kind)
@@ -271,51 +310,122 @@ def evaluate(
         closer, other = disp[: len(pairs)], disp[len(pairs) :]
         for pair, vc, vo, ok in zip(pairs, closer.tolist(), other.tolist(), pair_correct(closer, other).tolist()):
             rows.append(PairRow(key, pair.index, pair.scenario, vc, vo, ok))
-    scores = score_by_scenario([r.scenario for r in rows], np.array([r.correct for r in rows], dtype=bool))
+    return rows, kinds
 
-    run = name or run_name(predictor, bench, scenarios, limit)
-    result_path, csv_path = out_dir / f"{run}.json", out_dir / f"{run}.pairs.csv"
+
+def build_result(
+    bench: Benchmark,
+    predictor: Predictor,
+    report: Report,
+    rows: list[PairRow],
+    kinds: set[str],
+    selection: dict,
+    pairs_file: str,
+    wall_time_s: float,
+    *,
+    name: str | None = None,
+    forward_seconds: list[float] = (),
+) -> dict:
+    """The result file's content (schema `da2k.result/1`). New fields go here; a field that
+    differs between two runs of the same measurement also goes into `results.VOLATILE_FIELDS`."""
+    scores = score_by_scenario([r.scenario for r in rows], np.array([r.correct for r in rows], dtype=bool))
     model = predictor.describe()
     if name:
         model["name"] = name  # the user's name for the run is the row's name on a leaderboard
     if len(kinds) == 1:
-        model["kind"] = kinds.pop()
-    skipped_pairs = report.skipped_pairs(bench.annotations)
-    result = {
+        model["kind"] = next(iter(kinds))
+    benchmark = {
+        "name": bench.name,
+        "annotations_sha256": bench.annotations_sha256,
+        "n_pairs": bench.n_pairs,
+        "n_images": bench.n_images,
+        "n_pairs_scored": len(rows),
+        "n_images_scored": len({r.image for r in rows}),
+    }
+    if bench.revision:
+        benchmark["revision"] = bench.revision
+    return {
         "schema": SCHEMA,
         "provenance": "measured",
         "model": model,
-        "benchmark": {
-            "name": bench.name,
-            "annotations_sha256": bench.annotations_sha256,
-            "n_pairs": bench.n_pairs,
-            "n_images": len(bench.annotations),
-        },
-        "selection": {"scenarios": list(scenarios) if scenarios else None, "limit": limit},
+        "benchmark": benchmark,
+        "selection": selection,
+        "complete": len(rows) == bench.n_pairs,
+        "summary": summary_line(bench, report, rows, selection),
         "skipped_invalid": {
-            "pairs": skipped_pairs,
-            "images": len(report.bad_images),
-            "problems": [str(p) for p in report.problems],
+            "pairs": report.skipped_pairs(bench.annotations),
+            "images": len(report.image_errors),
+            "by_reason": dict(Counter(report.image_errors.values())),
+            "problems": [str(p) for p in report.errors],
         },
+        "warnings": [str(p) for p in report.warnings],
         "scenarios": {s: scores[s].to_dict() for s in order_scenarios(scores, SCENARIOS)},
         "overall": overall(scores),
-        "pairs_file": csv_path.name,
+        "pairs_file": pairs_file,
         "toolkit_version": __version__,
         "hardware": hardware(predictor),
         **latency_record(predictor, forward_seconds),
-        "wall_time_s": round(time.perf_counter() - started, 3),
+        "wall_time_s": round(wall_time_s, 3),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def evaluate(
+    bench: Benchmark,
+    predictor: Predictor,
+    out_dir: str | Path,
+    *,
+    scenarios: Sequence[str] | None = None,
+    limit: int | None = None,
+    strict: bool = False,
+    overwrite: bool = False,
+    allowed_scenarios: Iterable[str] = (),
+    cache_dir: str | Path | None = None,
+    name: str | None = None,
+    workers: int = 2,
+    progress: bool = True,
+    report: Report | None = None,
+) -> Outcome:
+    """Score `predictor` on `bench` as published (every scorable pair, in file order; see
+    docs/design.md); write `<out_dir>/<name>.json` and `<name>.pairs.csv`. `strict`: refuse any
+    problem. An existing result with other content is kept unless `overwrite`."""
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    cache_root = check_locations(out_dir, cache_dir, limit)
+    t0 = time.perf_counter()
+    if report is None:
+        report = validate(bench, allowed_scenarios)
+    selected = plan(bench, report, scenarios, limit, strict)
+    t_validate = time.perf_counter() - t0
+    run = name or run_name(predictor, bench, scenarios, limit)
+    result_path, csv_path = out_dir / f"{run}.json", out_dir / f"{run}.pairs.csv"
+    selection = {"scenarios": list(scenarios) if scenarios else None, "limit": limit}
+    if not overwrite:
+        planned = {"model": predictor.describe(), "benchmark": {"annotations_sha256": bench.annotations_sha256}}
+        refuse_replacing(result_path, {**planned, "selection": selection}, identity_only=True)
+
+    cache = ValueCache(cache_root, predictor) if predictor.cacheable else None
+    values, todo = cached_values(cache, report, selected)
+    seconds, forward_seconds = predict_values(
+        predictor, bench, report, dict(selected), todo, values, cache, workers=workers, progress=progress
+    )
+    rows, kinds = score_rows(selected, values)
+    wall = time.perf_counter() - started
+    result = build_result(
+        bench,
+        predictor,
+        report,
+        rows,
+        kinds,
+        selection,
+        csv_path.name,
+        wall,
+        name=name,
+        forward_seconds=forward_seconds,
+    )
+    if not overwrite:
+        refuse_replacing(result_path, result)
     write_pairs_csv(csv_path, rows)
     write_result(result_path, result)
-    timings = {"validate_s": t_validate, "forward_s": t_forward, "sample_s": t_sample, "images": len(todo)}
-    return Outcome(
-        result,
-        result_path,
-        csv_path,
-        rows,
-        report,
-        computed=len(todo),
-        cached=len(selected) - len(todo),
-        timings=timings,
-    )
+    timings = {"validate_s": t_validate, **seconds, "images": len(todo)}
+    return Outcome(result, result_path, csv_path, rows, report, len(todo), len(selected) - len(todo), timings)

@@ -7,7 +7,6 @@ are read (and, from a zip, extracted), then their pairs are inserted.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from tqdm.auto import tqdm
 
 from da2k.benchmark import Benchmark, Report, load_benchmark, scenario_of, validate
 from da2k.errors import Da2kError
+from da2k.images import MemberError, extract
 from da2k.store import Image, Pair, Store
 from da2k.store.ops import image_by_sha, log_event
 
@@ -54,18 +54,22 @@ def images_root(bench: Benchmark, extract_to: Optional[Path]) -> Path:
 
 
 def source_images(bench: Benchmark, checked: Report, root: Path, *, progress: bool = True) -> Iterator[SourceImage]:
-    """The benchmark's valid images in file order; a zip's are written under `root` first."""
-    from_zip = not Path(bench.source).is_dir()
+    """The benchmark's valid images in file order. A zip's are extracted under `root` through
+    the archive reader (`da2k.images.extract`: atomic, sha256-checked, never outside `root`);
+    an image that cannot be extracted is skipped with a warning."""
+    from_zip = not bench.archive.is_folder
     for key in tqdm(bench.keys(), desc="import", unit="img", disable=not progress):
         if not checked.is_valid(key):
             continue
-        data = bench.read_bytes(key)
         if from_zip:
-            target = root / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if not target.exists():
-                target.write_bytes(data)
-        yield SourceImage(key, hashlib.sha256(data).hexdigest(), checked.sizes[key])
+            try:
+                _, digest = extract(bench.archive, key, root)
+            except MemberError as exc:
+                log.warning("skipping %s: %s", key, exc)
+                continue
+        else:
+            digest = checked.sha256[key]
+        yield SourceImage(key, digest, checked.sizes[key])
 
 
 def insert_pairs(
@@ -135,8 +139,10 @@ def import_benchmark(
     bench = load_benchmark(path)
     checked = validate(bench, allowed_scenarios=allow_scenarios)
     skipped = checked.skipped_pairs(bench.annotations)
-    for problem in checked.problems[:20]:
+    for problem in checked.errors[:20]:
         log.warning("skipping: %s", problem)
+    for problem in checked.warnings[:20]:
+        log.warning("%s", problem)
     root = images_root(bench, extract_to)
     images = source_images(bench, checked, root, progress=progress)
     n_images, added, existing = insert_pairs(store, bench, checked, images, root, status)

@@ -13,9 +13,9 @@ from typing import Iterable
 import numpy as np
 
 from da2k.errors import Da2kError
+from da2k.images import scan_images
 from da2k.models.files import atomic_write
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 FORMATS = {"npy": ".npy", "png16": ".png", "color": ".png"}
 
 
@@ -27,14 +27,14 @@ class Job:
 
 def collect_images(inputs: Iterable[str | Path]) -> list[tuple[Path, Path]]:
     """(image path, output path relative to the output folder, without suffix) for files and
-    folders (searched recursively; the folder structure is kept)."""
+    folders (searched by the one scanner, `da2k.images.scan_images`: recursively, sorted, hidden
+    files and symlinks leaving the folder skipped; the folder structure is kept)."""
     inputs = list(inputs)
     found: list[tuple[Path, Path]] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            for f in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
-                found.append((f, f.relative_to(path).with_suffix("")))
+            found += [(f, f.relative_to(path).with_suffix("")) for f in scan_images(path)]
         elif path.is_file():
             found.append((path, Path(path.stem)))
         else:

@@ -122,6 +122,55 @@ def write_result(path: str | Path, result: dict) -> None:
     atomic_write_text(path, json.dumps(result, indent=2) + "\n")
 
 
+VOLATILE_FIELDS = ("wall_time_s", "date", "hardware", "toolkit_version", "latency_ms", "latency")
+"""Fields that differ between two runs of the same thing: ignored when deciding whether a
+result file may be rewritten."""
+
+
+def _plain(value: Any) -> Any:
+    """`value` as it reads back from JSON (tuples become lists, ...)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def identity(result: dict) -> dict:
+    """What names a run (docs/design.md, Identity): the model's id, checkpoint sha256, input
+    size and settings, the benchmark's annotations_sha256, and the selection of pairs."""
+    model = result.get("model") if isinstance(result.get("model"), dict) else {}
+    bench = result.get("benchmark") if isinstance(result.get("benchmark"), dict) else {}
+    return _plain(
+        {
+            "model": {k: model.get(k) for k in ("id", "checkpoint_sha256", "input_size", "settings")},
+            "annotations_sha256": bench.get("annotations_sha256"),
+            "selection": result.get("selection"),
+        }
+    )
+
+
+def content(result: dict) -> dict:
+    """A result without its volatile fields: equal for two runs that measured the same thing."""
+    return _plain({k: v for k, v in result.items() if k not in VOLATILE_FIELDS})
+
+
+def refuse_replacing(path: str | Path, result: dict, *, identity_only: bool = False) -> None:
+    """Raise unless `path` is absent or already holds `result` (its `content`; with
+    `identity_only`, its `identity`: the check before a run, when only that is known)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    advice = "pass --overwrite to replace it or --run NAME to keep both"
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        raise Da2kError(f"{path} exists and is not a readable result file; {advice}") from None
+    if not isinstance(old, dict):
+        raise Da2kError(f"{path} exists and is not a result file; {advice}")
+    view = identity if identity_only else content
+    have, want = view(old), view(result)
+    if have != want:
+        differ = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+        raise Da2kError(f"{path} already holds a different result (differs in: {', '.join(differ)}); {advice}")
+
+
 @dataclass(frozen=True)
 class ResultScore:
     """One accuracy (a fraction) with its pair counts and 95 % CI when known.
@@ -376,9 +425,17 @@ def pair_up(rows_a: dict[PairKey, PairRow], rows_b: dict[PairKey, PairRow]) -> t
     return outcome, len(common)
 
 
-def compare(path_a: str | Path, path_b: str | Path) -> Comparison:
-    """Read two result files and their per-pair CSVs; pair outcomes on the common pairs."""
+def compare(path_a: str | Path, path_b: str | Path, *, force: bool = False) -> Comparison:
+    """Read two result files and their per-pair CSVs; pair outcomes on the common pairs.
+
+    Results on different annotation files (`annotations_sha256`) are refused unless `force`:
+    the same (image, pair index) may then be a different pair."""
     a, b = read_result(path_a), read_result(path_b)
+    if a.annotations_sha256 != b.annotations_sha256 and not force:
+        raise Da2kError(
+            f"{path_a} and {path_b} were scored on different annotation files (annotations_sha256 "
+            f"{str(a.annotations_sha256)[:12]} vs {str(b.annotations_sha256)[:12]}); pass --force to compare anyway"
+        )
     for r in (a, b):
         if r.pairs_path is None:
             raise Da2kError(f"{r.path} names no per-pair file (a reported result cannot be compared pair by pair)")

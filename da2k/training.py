@@ -22,8 +22,14 @@ def benchmark_evaluator(bench: str, variant: str, input_size: int, device: str =
         options = PredictorOptions(weights=str(model_file), input_size=input_size, device=device, precision="fp32")
         predictor = make_predictor(variant, options)
         predictor.cacheable = False  # a new checkpoint every time: nothing to reuse
-        outcome = evaluate(
-            benchmark, predictor, model_file.parent / "eval", name=f"step{step:07d}", progress=False, workers=1
+        outcome = evaluate(  # the run folder is the training's own: a rerun replaces its evaluations
+            benchmark,
+            predictor,
+            model_file.parent / "eval",
+            name=f"step{step:07d}",
+            overwrite=True,
+            progress=False,
+            workers=1,
         )
         o = outcome.result["overall"]
         return {"da2k_accuracy": round(o["accuracy"], 6), "da2k_pairs": o["n"]}

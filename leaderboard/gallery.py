@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
-import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageDraw
 
-from da2k.benchmark import SCENARIOS
+from da2k.benchmark import SCENARIOS, Benchmark
 from da2k.errors import Da2kError
+from da2k.images import ModelError, decode_image, image_size
 from da2k.results import PairKey, PairRow
 
 CLOSER_COLOUR = (0, 114, 178)  # Okabe-Ito blue: circle = the annotated closer point
@@ -54,23 +51,6 @@ def select_hard_pairs(
     }
 
 
-def load_annotations(bench: str | Path) -> tuple[dict, str]:
-    """A DA-2K-format `annotations.json` and its sha256 (to match result files against it)."""
-    path = Path(bench) / "annotations.json"
-    try:
-        raw = path.read_bytes()
-        data = json.loads(raw)
-    except OSError as exc:
-        raise Da2kError(
-            f"{path}: cannot read benchmark annotations ({exc}); --images wants a DA-2K-format folder"
-        ) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Da2kError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-        raise Da2kError(f"{path}: expected {{image: [pairs...]}} in the DA-2K annotation format")
-    return data, hashlib.sha256(raw).hexdigest()
-
-
 def thumb_name(key: PairKey) -> str:
     """A stable, filesystem-safe file name for a pair's thumbnail."""
     image, index = key
@@ -88,27 +68,26 @@ def _marker(draw: ImageDraw.ImageDraw, row: float, col: float, colour: tuple, sq
         draw.ellipse(box, **outline)
 
 
-def make_thumbnail(bench: str | Path, annotations: dict, key: PairKey, side: int = THUMB_SIDE) -> bytes:
+def make_thumbnail(bench: Benchmark, key: PairKey, side: int = THUMB_SIDE) -> bytes:
     """JPEG bytes: the image (EXIF orientation applied) scaled to `side`, closer point as a
-    blue circle, other point as an orange square. Points are (row, col) in the oriented image."""
+    blue circle, other point as an orange square. Points are (row, col) in the oriented image.
+    `bench` is read through the archive reader (a folder or a zip), pixels through the one loader."""
     image_key, index = key
-    pairs = annotations.get(image_key)
-    if not pairs or not 0 <= index < len(pairs):
+    pairs = bench.annotations.get(image_key)
+    if not isinstance(pairs, list) or not 0 <= index < len(pairs):
         raise Da2kError(
-            f"{Path(bench) / 'annotations.json'}: no pair {index} for {image_key}; is --images the benchmark the results were scored on?"
+            f"{bench.archive.where}: no pair {index} for {image_key}; is --images the benchmark the results were scored on?"
         )
     pair = pairs[index]
     closer_name = pair.get("closer_point", "point1")
     other_name = "point2" if closer_name == "point1" else "point1"
-    path = Path(bench) / image_key
     try:
-        with Image.open(path) as img:
-            scale = side / max(img.size)  # the long side is the same in either orientation
-            # JPEG: decode at a reduced scale no smaller than the thumbnail (several times faster).
-            img.draft("RGB", (math.ceil(img.width * scale), math.ceil(img.height * scale)))
-            img = ImageOps.exif_transpose(img).convert("RGB")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise Da2kError(f"{path}: cannot read benchmark image ({exc})") from None
+        data = bench.read_bytes(image_key)
+        scale = side / max(image_size(data))
+        # JPEG: decode at a reduced scale no smaller than the thumbnail (several times faster).
+        img = decode_image(data, reduce_for=side, name=bench.describe(image_key))
+    except (Da2kError, ModelError) as exc:
+        raise Da2kError(f"cannot read benchmark image: {exc}") from None
     # Small images are enlarged too, so the markers stay legible.
     fit = side / max(img.size)
     if fit != 1.0:

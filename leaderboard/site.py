@@ -20,12 +20,12 @@ from pathlib import Path
 from PIL import Image
 
 from da2k import __version__
-from da2k.benchmark import SCENARIOS
+from da2k.benchmark import SCENARIOS, load_benchmark
 from da2k.errors import Da2kError
 from da2k.leaderboard import figures
 from da2k.leaderboard.boards import BoardSpec, row_labels, split_boards
 from da2k.leaderboard.downloads import downloads
-from da2k.leaderboard.gallery import load_annotations, make_thumbnail, select_hard_pairs, thumb_name
+from da2k.leaderboard.gallery import make_thumbnail, select_hard_pairs, thumb_name
 from da2k.leaderboard.paper import Reported, load_reported
 from da2k.leaderboard.ranking import mcnemar_matrix, rank_entries
 from da2k.leaderboard.redact import redact_json
@@ -138,7 +138,7 @@ def build_site(
     `inputs`: result JSON files or folders of them. `reported`: reported-numbers files (paper
     tables or condition tables, see `da2k.leaderboard.paper`; default: the packaged Depth
     Anything V2 and Depth Anything AC numbers; `include_reported=False` leaves them out).
-    `images`: a DA-2K-format benchmark folder, for the hard-pairs gallery.
+    `images`: a DA-2K-format benchmark (folder or zip), for the hard-pairs gallery.
     """
     entries = load_results(find_result_files(inputs))
     paths = [reported] if isinstance(reported, (str, Path)) else reported
@@ -250,8 +250,8 @@ def _render_site(
 def _open_benchmark(bench: Path):
     """The sha256 of `bench`'s annotation file, and a maker of JPEG thumbnails of its pairs
     (the one place the site reads the benchmark)."""
-    annotations, sha = load_annotations(bench)
-    return sha, lambda key: make_thumbnail(bench, annotations, key)
+    benchmark = load_benchmark(bench)  # a folder or a zip, through the one archive reader
+    return benchmark.annotations_sha256, lambda key: make_thumbnail(benchmark, key)
 
 
 def _build_gallery(

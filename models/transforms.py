@@ -16,30 +16,24 @@ from typing import Union
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
 
 from .errors import ModelError
+from .images import decode_image, to_rgb
 
 ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
 
 
 def load_image(src: ImageSource) -> Image.Image:
-    """RGB `PIL.Image` with EXIF orientation applied. Arrays are HxWx3 uint8 RGB."""
+    """RGB `PIL.Image` with EXIF orientation applied, through the one loader
+    (`da2k.models.images`). Arrays are HxWx3 uint8 RGB."""
     if isinstance(src, np.ndarray):
         if src.ndim != 3 or src.shape[2] != 3 or src.dtype != np.uint8:
             raise ModelError(f"expected an HxWx3 uint8 RGB array, got shape {src.shape} {src.dtype}")
         return Image.fromarray(src, "RGB")
     if isinstance(src, Image.Image):
-        return ImageOps.exif_transpose(src).convert("RGB")
-    path = Path(src)
-    try:
-        with Image.open(path) as im:
-            im.load()  # decode now: truncated or corrupt files fail here, not later
-            return ImageOps.exif_transpose(im).convert("RGB")
-    except FileNotFoundError:
-        raise ModelError(f"image {path} does not exist") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ModelError(f"cannot read image {path}: {exc}") from None
+        return to_rgb(src)
+    return decode_image(Path(src))
 
 
 def _multiple_at_least(x: float, minimum: int, multiple: int) -> int:
@@ -49,9 +43,24 @@ def _multiple_at_least(x: float, minimum: int, multiple: int) -> int:
     return int(y)
 
 
+MAX_ASPECT = 4
+"""The network input's long side is capped at MAX_ASPECT x input_size (rounded to 14)."""
+
+
 def network_size(height: int, width: int, input_size: int, multiple: int = 14) -> tuple[int, int]:
-    """(h, w) the network sees: aspect kept, short side >= input_size, both multiples of 14."""
+    """(h, w) the network sees: aspect kept, short side >= input_size, both multiples of 14.
+
+    The official resize; only for images more than `MAX_ASPECT` times longer than wide (a
+    3000x10 strip would otherwise become a 155400x518 input and stall for minutes), the long side
+    is capped at `MAX_ASPECT * input_size` and the short side shrinks with it (at least 14)."""
     scale = max(input_size / height, input_size / width)
+    cap = _multiple_at_least(MAX_ASPECT * input_size, multiple, multiple)
+    if scale * max(height, width) > cap:
+        scale = cap / max(height, width)
+        return (
+            min(cap, _multiple_at_least(scale * height, multiple, multiple)),
+            min(cap, _multiple_at_least(scale * width, multiple, multiple)),
+        )
     return (
         _multiple_at_least(scale * height, input_size, multiple),
         _multiple_at_least(scale * width, input_size, multiple),

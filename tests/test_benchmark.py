@@ -80,12 +80,12 @@ def test_point_inside_exif_frame_but_outside_stored_frame_is_valid(bench_dir):
     assert report.ok, [str(p) for p in report.problems]
 
 
-def test_validate_lists_every_problem_with_its_location(bench_dir):
+def test_validate_lists_every_problem_with_its_location_and_severity(bench_dir):
     def break_it(a):
         keys = list(a)
         a[keys[0]][0]["closer_point"] = "point3"
         a[keys[0]][1]["point2"] = [48, 10]  # row 48 of a 48-row image
-        a[keys[0]][2] = dict(a[keys[0]][0], closer_point="point1")  # duplicate of pair 0
+        a[keys[0]][2]["point2"] = list(a[keys[0]][2]["point1"])  # identical points
         a[keys[1]][0]["point1"] = [1, "x"]
         del a[keys[1]][1]["point2"]
         a[keys[1]][2] = "not a pair"
@@ -98,28 +98,55 @@ def test_validate_lists_every_problem_with_its_location(bench_dir):
     (bench_dir / "images/object/scene002.png").rename(bench_dir / "images/mystery/scene002.png")
     (bench_dir / "images/indoor/notalist.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     report = validate(load_benchmark(bench_dir))
-    where = [(p.key.split("/")[-1], p.pair_index) for p in report.problems]
+    where = [(p.key.split("/")[-1], p.pair_index, p.severity) for p in report.problems]
     assert where == [
-        ("scene000.png", 0),
-        ("scene000.png", 1),
-        ("scene000.png", 2),
-        ("scene001.jpg", 0),
-        ("scene001.jpg", 1),
-        ("scene001.jpg", 2),
-        ("missing.jpg", None),
-        ("scene002.png", None),
-        ("notalist.png", None),
-        ("notalist.png", None),
+        ("scene000.png", 0, "error"),
+        ("scene000.png", 1, "error"),
+        ("scene000.png", 2, "error"),
+        ("scene001.jpg", 0, "error"),
+        ("scene001.jpg", 1, "error"),
+        ("scene001.jpg", 2, "error"),
+        ("missing.jpg", None, "error"),
+        ("scene002.png", None, "warning"),
+        ("notalist.png", None, "error"),
+        ("notalist.png", None, "error"),
     ]
     messages = [p.message for p in report.problems]
     assert "closer_point" in messages[0] and "outside the 48x64 image" in messages[1]
-    assert "duplicate of pair 0" in messages[2] and "[row, col]" in messages[3]
+    assert "same point" in messages[2] and "[row, col]" in messages[3]
     assert "point2 is missing" in messages[4] and "not found" in messages[6]
     assert "unknown scenario 'mystery'" in messages[7] and "--allow-scenario mystery" in messages[7]
     assert "does not decode" in messages[8] and "list of pairs" in messages[9]
     assert str(report.problems[0]).startswith("images/indoor/scene000.png pair 0: ")
-    # evaluate --skip-invalid would drop 3 + 3 pairs plus the missing image's and the unknown scenario's
-    assert report.skipped_pairs(load_benchmark(bench_dir).annotations) == 3 + 3 + 1 + 3
+    assert str(report.problems[7]).startswith("images/mystery/scene002.png: warning: unknown scenario")
+    assert [p.code for p in report.problems] == [
+        "malformed", "outside", "identical", "malformed", "malformed", "malformed",
+        "missing", "unknown_scenario", "undecodable", "not_list",
+    ]  # fmt: skip
+    # the mystery image is scored (a warning); the missing image's one pair is not
+    assert report.is_valid("images/mystery/scene002.png") and not report.is_valid("images/indoor/missing.jpg")
+    assert report.skipped_pairs(load_benchmark(bench_dir).annotations) == 3 + 3 + 1
+
+
+def test_duplicate_swapped_and_contradictory_pairs_are_warnings(bench_dir):
+    key = "images/indoor/scene000.png"
+    base = {"point1": [5, 6], "point2": [20, 30], "closer_point": "point1"}
+    repeats = [
+        dict(base),  # duplicate
+        {"point1": [20, 30], "point2": [5, 6], "closer_point": "point2"},  # swapped, same answer
+        {"point1": [20, 30], "point2": [5, 6], "closer_point": "point1"},  # contradicts: other one closer
+        dict(base, closer_point="point2"),  # contradicts, same order
+    ]
+    _rewrite(bench_dir, lambda a: a.update({key: [base, *repeats]}))
+    report = validate(load_benchmark(bench_dir))
+    assert [(p.pair_index, p.severity, p.code) for p in report.problems] == [
+        (1, "warning", "duplicate"),
+        (2, "warning", "swapped"),
+        (3, "warning", "contradictory"),
+        (4, "warning", "contradictory"),
+    ]
+    assert all("pair 0" in p.message for p in report.problems)
+    assert not report.errors and all(report.is_valid(key, i) for i in range(5))
 
 
 def test_allow_scenario_accepts_a_new_folder(bench_dir):
@@ -182,12 +209,19 @@ def test_cli_validate_exit_codes(bench_dir):
     runner = CliRunner()
     ok = runner.invoke(main, ["validate", str(bench_dir)])
     assert ok.exit_code == 0 and "no problems" in ok.output
+    first = "images/indoor/scene000.png"
+    _rewrite(bench_dir, lambda a: a[first].append(dict(a[first][0])))  # a duplicate: a warning
+    warned = runner.invoke(main, ["validate", str(bench_dir)])
+    assert warned.exit_code == 0, warned.output
+    assert f"{first} pair 3: warning: duplicate of pair 0" in warned.output
+    assert "0 error(s) (0 pair(s) cannot be scored), 1 warning(s)" in warned.output
+    assert runner.invoke(main, ["validate", str(bench_dir), "--strict"]).exit_code == 1
     _rewrite(bench_dir, lambda a: [a[k][0].update(closer_point="both") for k in list(a)[:2]])
     bad = runner.invoke(main, ["validate", str(bench_dir)])
     assert bad.exit_code == 1
     assert "images/indoor/scene000.png pair 0: closer_point" in bad.output
     assert "images/outdoor/scene001.jpg pair 0: closer_point" in bad.output
-    assert "2 problem(s)" in bad.output
+    assert "2 error(s) (2 pair(s) cannot be scored)" in bad.output
 
 
 def test_zip_with_images_beside_a_nested_annotations_file(bench_dir, tmp_path):

@@ -10,6 +10,7 @@ from da2k.benchmark import load_benchmark
 from da2k.cli import main
 from da2k.errors import Da2kError
 from da2k.evaluate import default_cache_dir, evaluate
+from da2k.models import file_sha256
 from da2k.predictors import PrecomputedPredictor, PythonPredictor
 from da2k.synthetic import make_benchmark, write_maps
 
@@ -47,6 +48,10 @@ def _load(out: Path, run: str) -> dict:
     return json.loads((out / f"{run}.json").read_text())
 
 
+def _sha8(maps: Path) -> str:
+    return PrecomputedPredictor(maps, "depth").checkpoint_sha256[:8]
+
+
 def _rows(out: Path, run: str) -> list[dict]:
     with open(out / f"{run}.pairs.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -62,16 +67,20 @@ def test_precomputed_ground_truth_end_to_end(synth, tmp_path):
         "--model", f"precomputed:{synth.depth_dir}", "--kind", "depth", "--data", str(synth.root), "--out", str(out)
     )
     assert r.exit_code == 0, r.output
-    result = _load(out, "depth-bench")
+    run = f"depth-{_sha8(synth.depth_dir)}-bench"  # model, its content hash, benchmark
+    result = _load(out, run)
     assert RESULT_FIELDS <= set(result) and result["provenance"] == "measured"
     assert result["model"]["kind"] == "depth" and result["model"]["predictor"] == "precomputed"
     assert result["benchmark"]["n_pairs"] == 24 and len(result["benchmark"]["annotations_sha256"]) == 64
+    assert result["benchmark"]["n_pairs_scored"] == 24 and result["benchmark"]["n_images_scored"] == 8
+    assert result["complete"] is True and result["skipped_invalid"]["pairs"] == 0
     assert result["overall"]["n"] == result["overall"]["correct"] == 24
     assert list(result["scenarios"]) == ["indoor", "outdoor", "aerial", "object"]  # canonical order
     assert all(s == {"n": 6, "correct": 6, "accuracy": 1.0, "ci95": s["ci95"]} for s in result["scenarios"].values())
-    assert result["pairs_file"] == "depth-bench.pairs.csv"
+    assert result["pairs_file"] == f"{run}.pairs.csv"
     assert "overall" in r.output and "100.0 %" in r.output
-    rows = _rows(out, "depth-bench")
+    assert "scored 24 of 24 pairs on 8 of 8 images\n" in r.output
+    rows = _rows(out, run)
     assert len(rows) == 24 and rows[0].keys() == {
         "image",
         "pair_index",
@@ -102,12 +111,13 @@ def test_our_model_end_to_end_matches_the_full_resolution_map(synth, tmp_path, t
         "fp32",
     )
     assert r.exit_code == 0, r.output
-    result = _load(out, "vit-tiny-bench")
+    run = f"vit-tiny-{file_sha256(tiny_weights)[:8]}-bench"
+    result = _load(out, run)
     assert result["model"]["id"] == "vit-tiny" and result["model"]["input_size"] == 224
     assert result["overall"]["n"] == 24
     model = build_model("vit-tiny", tiny_weights)
     bench = load_benchmark(synth.root)
-    rows = _rows(out, "vit-tiny-bench")
+    rows = _rows(out, run)
     for key in synth.keys[:3]:  # EXIF-rotated scene001 among them
         full = infer(model, bench.load_image(key), 224).numpy()
         for row, pair in zip([r for r in rows if r["image"] == key], bench.pairs(key)):
@@ -120,11 +130,13 @@ def test_our_model_end_to_end_matches_the_full_resolution_map(synth, tmp_path, t
 def test_rerun_uses_the_cache_and_writes_the_same_result(synth, tmp_path, tiny_weights):
     out = tmp_path / "results"
     args = ["--model", "vit-tiny", "--weights", str(tiny_weights), "--data", str(synth.root), "--out", str(out)]
+    args += ["--run", "tiny"]
     assert _run(*args).exit_code == 0
-    first = _load(out, "vit-tiny-bench")
+    first = _load(out, "tiny")
     second_run = _run(*args)
+    assert second_run.exit_code == 0, second_run.output  # same content: the file may be rewritten
     assert "0 image(s) predicted, 8 from the cache" in second_run.output
-    assert _timeless(_load(out, "vit-tiny-bench")) == _timeless(first)
+    assert _timeless(_load(out, "tiny")) == _timeless(first)
     assert not list(out.glob(".*"))  # no temporary files left behind
     assert (tmp_path / "cache" / "values").is_dir() and not (out / "values").exists()
 
@@ -179,7 +191,7 @@ def test_default_cache_dir_is_the_user_cache(monkeypatch, tmp_path):
 
 
 def _break(root: Path) -> None:
-    """3 problems on 2 pairs, an unknown scenario image (3 pairs) and a missing image (1 pair)."""
+    """2 unscorable pairs (3 errors), an unknown scenario (a warning: scored) and a missing image."""
     path = root / "annotations.json"
     a = json.loads(path.read_text())
     a["images/indoor/scene000.png"][0]["point1"] = [480, 0]
@@ -194,43 +206,33 @@ def _break(root: Path) -> None:
     (root / "depth/images/outdoor/scene001.npy").rename(root / "depth/images/mystery/scene001.npy")
 
 
-def test_broken_benchmark_is_refused_then_scored_with_skip_invalid(synth, tmp_path):
+def test_broken_benchmark_is_scored_as_published_and_refused_with_strict(synth, tmp_path):
     _break(synth.root)
     out = tmp_path / "results"
-    base = [
-        "--model",
-        f"precomputed:{synth.depth_dir}",
-        "--kind",
-        "depth",
-        "--data",
-        str(synth.root),
-        "--out",
-        str(out),
-    ]
-    refused = _run(*base)
+    base = ["--model", f"precomputed:{synth.depth_dir}", "--kind", "depth", "--data", str(synth.root)]
+    base += ["--out", str(out), "--run", "r"]
+    refused = _run(*base, "--strict")
     assert refused.exit_code == 1 and not out.exists()
-    assert "images/indoor/scene000.png pair 0:" in refused.output and "pair 1:" in refused.output
-    assert "--skip-invalid" in refused.output and "Traceback" not in refused.output
+    assert "images/indoor/scene000.png pair 0:" in refused.output and "--strict" in refused.output
+    assert "Traceback" not in refused.output
 
-    skipped = _run(*base, "--skip-invalid")
-    assert skipped.exit_code == 0, skipped.output
-    result = _load(out, "depth-bench")
-    assert result["skipped_invalid"]["pairs"] == 2 + 3 + 1
-    assert result["skipped_invalid"]["images"] == 2 and len(result["skipped_invalid"]["problems"]) == 5
-    assert result["overall"]["n"] == 24 - 2 - 3 == result["overall"]["correct"]
-    assert result["scenarios"]["indoor"]["n"] == 4 and "outdoor" in result["scenarios"]
-    assert "mystery" not in result["scenarios"] and result["scenarios"]["outdoor"]["n"] == 3
+    scored = _run(*base)
+    assert scored.exit_code == 0, scored.output
+    result = _load(out, "r")
+    assert result["skipped_invalid"]["pairs"] == 2 + 1 and result["skipped_invalid"]["images"] == 1
+    assert result["skipped_invalid"]["by_reason"] == {"missing": 1} and len(result["skipped_invalid"]["problems"]) == 4
+    assert len(result["warnings"]) == 1 and "unknown scenario 'mystery'" in result["warnings"][0]
+    assert result["overall"]["n"] == 25 - 3 == result["overall"]["correct"] and result["complete"] is False
+    assert result["scenarios"]["indoor"]["n"] == 4 and result["scenarios"]["mystery"]["n"] == 3
+    assert result["scenarios"]["outdoor"]["n"] == 3 and list(result["scenarios"])[-1] == "mystery"
+    line = "scored 22 of 25 pairs on 8 of 9 images; 1 image missing from the folder, 2 pairs with a point outside their image"
+    assert result["summary"] == line + " (listed in the result file)"
+    assert result["summary"] in scored.output
 
-    allowed = _run(*base, "--skip-invalid", "--allow-scenario", "mystery")
-    assert allowed.exit_code == 0
-    result = _load(out, "depth-bench")
-    assert result["scenarios"]["mystery"] == {
-        "n": 3,
-        "correct": 3,
-        "accuracy": 1.0,
-        "ci95": result["scenarios"]["mystery"]["ci95"],
-    }
-    assert list(result["scenarios"])[-1] == "mystery" and result["skipped_invalid"]["pairs"] == 3
+    assert _run(*base, "--skip-invalid").exit_code == 0  # the old flag: accepted, changes nothing
+    assert _timeless(_load(out, "r")) == _timeless(result)
+    allowed = _run(*base, "--allow-scenario", "mystery", "--run", "allowed")
+    assert allowed.exit_code == 0 and _load(out, "allowed")["warnings"] == []
 
 
 def test_ties_count_as_wrong_end_to_end(synth, tmp_path):
@@ -239,7 +241,7 @@ def test_ties_count_as_wrong_end_to_end(synth, tmp_path):
         "--model", f"precomputed:{maps}", "--kind", "disparity", "--data", str(synth.root), "--out", str(tmp_path / "o")
     )
     assert r.exit_code == 0
-    assert _load(tmp_path / "o", "flat-bench")["overall"]["correct"] == 0
+    assert _load(tmp_path / "o", f"flat-{_sha8(maps)}-bench")["overall"]["correct"] == 0
 
 
 def test_scenarios_and_limit_select_images(synth, tmp_path):
@@ -254,11 +256,12 @@ def test_scenarios_and_limit_select_images(synth, tmp_path):
         "--out",
         str(out),
     ]
+    name = f"depth-{_sha8(synth.depth_dir)}-bench"
     assert _run(*base, "--scenarios", "indoor,aerial").exit_code == 0
-    result = _load(out, "depth-bench-indoor+aerial")
+    result = _load(out, f"{name}-indoor+aerial")
     assert set(result["scenarios"]) == {"indoor", "aerial"} and result["overall"]["n"] == 12
     assert _run(*base, "--limit", "3").exit_code == 0
-    assert _load(out, "depth-bench-first3")["overall"]["n"] == 9
+    assert _load(out, f"{name}-first3")["overall"]["n"] == 9
     bad = _run(*base, "--scenarios", "underwater")
     assert bad.exit_code == 1 and "underwater" in bad.output
 
@@ -279,11 +282,11 @@ def test_run_on_a_zip_gives_the_same_counts(synth, tmp_path):
 def test_compare_prints_the_paired_test(synth, tmp_path):
     out = tmp_path / "o"
     base = ["--data", str(synth.root), "--out", str(out)]
-    assert _run("--model", f"precomputed:{synth.depth_dir}", "--kind", "depth", *base).exit_code == 0
+    assert _run("--model", f"precomputed:{synth.depth_dir}", "--kind", "depth", "--run", "right", *base).exit_code == 0
     assert (
         _run("--model", f"precomputed:{synth.depth_dir}", "--kind", "disparity", "--run", "wrong", *base).exit_code == 0
     )
-    r = CliRunner().invoke(main, ["compare", str(out / "depth-bench.json"), str(out / "wrong.json")])
+    r = CliRunner().invoke(main, ["compare", str(out / "right.json"), str(out / "wrong.json")])
     assert r.exit_code == 0, r.output
     overall = next(line for line in r.output.splitlines() if line.startswith("overall"))
     assert overall.split() == ["overall", "24", "100.0", "0.0", "24", "0", f"{2 / 2**24:.4g}"]

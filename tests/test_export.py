@@ -98,6 +98,8 @@ def test_export_passes_validate_and_scores_with_evaluate(mined, tmp_path):
                 str(out),
                 "--out",
                 str(tmp_path / "results"),
+                "--run",
+                f"{name}-bench",
             ],
         )
         assert result.exit_code == 0, result.output

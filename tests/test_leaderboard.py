@@ -23,6 +23,7 @@ from leaderboard_helpers import (
 )
 from PIL import Image
 
+from da2k.benchmark import load_benchmark
 from da2k.cli import main
 from da2k.errors import Da2kError
 from da2k.leaderboard import build_site, load_result
@@ -217,7 +218,8 @@ def test_thumbnail_applies_exif_orientation_and_marks_both_points(tmp_path):
     (tmp_path / "images" / "indoor").mkdir(parents=True)
     stored.save(tmp_path / "images" / "indoor" / "r.jpg", exif=exif.tobytes(), quality=95)
     annotations = {"images/indoor/r.jpg": [{"point1": [600, 100], "point2": [150, 280], "closer_point": "point2"}]}
-    jpeg = make_thumbnail(tmp_path, annotations, ("images/indoor/r.jpg", 0), side=160)
+    (tmp_path / "annotations.json").write_text(json.dumps(annotations))
+    jpeg = make_thumbnail(load_benchmark(tmp_path), ("images/indoor/r.jpg", 0), side=160)
     thumb = Image.open(io.BytesIO(jpeg))
     assert thumb.size == (80, 160)  # oriented frame, scaled x0.2 (decoded at 1/4, then resized)
 

@@ -69,16 +69,18 @@ def test_precomputed_missing_map_names_the_expected_file(tmp_path, image):
         PrecomputedPredictor(tmp_path, "depth").predict(image, KEY)
 
 
-def test_precomputed_hash_covers_the_maps_read(tmp_path, image):
+def test_precomputed_fingerprint_is_the_folder_content(tmp_path, image):
     path = map_path(tmp_path, KEY, ".npy")
     path.parent.mkdir(parents=True)
     np.save(path, np.ones((2, 2)))
-    p = PrecomputedPredictor(tmp_path, "depth")
-    p.predict(image, KEY)
-    first = p.checkpoint_sha256
+    first = PrecomputedPredictor(tmp_path, "depth")
+    assert len(first.checkpoint_sha256) == 64  # known before any map is read (mining records it then)
     np.save(path, np.zeros((2, 2)))
-    p.predict(image, KEY)
-    assert p.checkpoint_sha256 != first
+    second = PrecomputedPredictor(tmp_path, "depth")
+    assert second.checkpoint_sha256 != first.checkpoint_sha256
+    assert second.predict(image, KEY).values.shape == (2, 2)
+    with pytest.raises(Da2kError, match="changed since the run started"):
+        first.predict(image, KEY)  # the folder it fingerprinted is no longer there
 
 
 def test_python_predictor_from_a_file(tmp_path, image):

@@ -35,9 +35,17 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _echo_problems(problems, err: bool = False) -> None:
-    for problem in problems:
+SHOWN_PROBLEMS = 20
+
+
+def _echo_problems(problems, err: bool = False, limit: int | None = None) -> None:
+    shown = problems if limit is None else problems[:limit]
+    for problem in shown:
         click.echo(str(problem), err=err)
+    if len(problems) > len(shown):
+        click.echo(
+            f"... and {len(problems) - len(shown)} more (all in the result file; da2k validate lists them)", err=err
+        )
 
 
 @click.command()
@@ -77,17 +85,25 @@ def _echo_problems(problems, err: bool = False) -> None:
     show_default=True,
     help="Folder for <run>.json and <run>.pairs.csv.",
 )
-@click.option("--run", "run", help="Run name (default: <model>-<benchmark>[-<scenarios>][-first<N>]).")
+@click.option(
+    "--run", "run", help="Run name (default: <model>[-<sha256 first 8>]-<benchmark>[-<scenarios>][-first<N>])."
+)
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False),
     help="Per-image value cache (default: $DA2K_CACHE_DIR or ~/.cache/da2k).",
 )
 @click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse a benchmark with any problem, warnings included (exit 1, nothing scored): for benchmark builders and CI.",
+)
+@click.option(
     "--skip-invalid",
     is_flag=True,
-    help="Score the valid pairs of a benchmark with problems (skips are counted in the result).",
+    help="Accepted for compatibility, does nothing: pairs that cannot be scored are always skipped and listed.",
 )
+@click.option("--overwrite", is_flag=True, help="Replace an existing result file that holds a different result.")
 @click.option("--allow-scenario", multiple=True, metavar="NAME", help="Accept an extra scenario folder (repeatable).")
 @click.option(
     "--seed",
@@ -121,7 +137,9 @@ def evaluate(
     out_dir,
     run,
     cache_dir,
+    strict,
     skip_invalid,
+    overwrite,
     allow_scenario,
     seed,
     ensemble_size,
@@ -129,6 +147,10 @@ def evaluate(
     workers,
 ):
     """Score a depth model on DA-2K (or any DA-2K-format benchmark), per scenario.
+
+    Every pair that can be scored is scored, in file order, duplicates included; pairs that
+    cannot be (missing or undecodable image, point outside it, malformed pair) are skipped,
+    listed in the result file and counted in the summary line. --strict refuses instead.
 
     \b
     da2k evaluate --model vitl
@@ -140,18 +162,19 @@ def evaluate(
     from da2k.evaluate import evaluate as run_evaluation
     from da2k.predictors import PredictorOptions, make_predictor
 
+    del skip_invalid  # the old opt-in to skipping; skipping what cannot be scored is the policy now
     bench = load_benchmark(data)
     report = validate(bench, allow_scenario)
-    if not report.ok:
-        _echo_problems(report.problems, err=True)
-        if skip_invalid:
-            click.echo(
-                f"skipping {report.skipped_pairs(bench.annotations)} pair(s) "
-                f"({len(report.bad_images)} whole image(s)) with the {len(report.problems)} problem(s) above",
-                err=True,
-            )
-        else:
-            raise InvalidBenchmark(bench, report)
+    if strict and not report.ok:  # refused before any model is loaded
+        _echo_problems(report.problems, err=True, limit=SHOWN_PROBLEMS)
+        raise InvalidBenchmark(bench, report)
+    _echo_problems(report.errors, err=True, limit=SHOWN_PROBLEMS)
+    if report.warnings:
+        click.echo(
+            f"{len(report.warnings)} warning(s) (duplicate, swapped or contradictory pairs, unknown scenarios): "
+            "scored as written; da2k validate lists them",
+            err=True,
+        )
     options = PredictorOptions(
         weights=weights,
         kind=kind,
@@ -162,15 +185,16 @@ def evaluate(
         ensemble_size=ensemble_size,
         steps=steps,
     )
-    predictor = make_predictor(spec, options)
     chosen = [s.strip() for s in scenarios.split(",") if s.strip()] if scenarios else None
+    predictor = make_predictor(spec, options)
     outcome = run_evaluation(
         bench,
         predictor,
         out_dir,
         scenarios=chosen,
         limit=limit,
-        skip_invalid=skip_invalid,
+        strict=strict,
+        overwrite=overwrite,
         cache_dir=cache_dir,
         name=run,
         workers=workers,
@@ -182,50 +206,58 @@ def evaluate(
         f"{outcome.computed} image(s) predicted, {outcome.cached} from the cache"
     )
     click.echo(format_table(result))
-    if result["skipped_invalid"]["pairs"]:
-        click.echo(f"skipped {result['skipped_invalid']['pairs']} invalid pair(s)")
+    click.echo(result["summary"])
     click.echo(f"wrote {outcome.result_path} and {outcome.pairs_path}")
 
 
 @click.command()
 @click.argument("path", required=False)
 @click.option("--allow-scenario", multiple=True, metavar="NAME", help="Accept an extra scenario folder (repeatable).")
+@click.option("--strict", is_flag=True, help="Treat warnings as errors (exit 1 on any problem).")
 @user_errors
-def validate(path, allow_scenario):
-    """Check a DA-2K-format benchmark (folder, annotations.json or zip; default: the official one):
-    images exist and decode, points lie inside the EXIF-oriented images, closer_point is point1 or
-    point2, scenarios are known, no duplicate pairs. Lists every problem; exit 1 if any."""
+def validate(path, allow_scenario, strict):
+    """Check a DA-2K-format benchmark (folder, annotations.json or zip; default: the official one).
+
+    Errors (the pair cannot be scored): an image missing, unreadable or undecodable, an unsafe
+    path, a point malformed or outside its EXIF-oriented image, two identical points, a
+    closer_point other than point1/point2. Warnings (scored as written): duplicate, swapped or
+    contradictory pairs, a scenario folder outside the eight. Lists every problem; exit 1 on
+    errors (with --strict, on warnings too)."""
     from da2k.benchmark import load_benchmark
     from da2k.benchmark import validate as check
 
     bench = load_benchmark(path)
     report = check(bench, allow_scenario)
-    summary = f"{bench.name}: {len(bench.annotations)} images, {bench.n_pairs} pairs"
+    summary = f"{bench.name}: {bench.n_images} images, {bench.n_pairs} pairs"
     if report.ok:
         click.echo(f"{summary}, no problems")
         return
     _echo_problems(report.problems)
+    skipped = report.skipped_pairs(bench.annotations)
     click.echo(
-        f"{summary}: {len(report.problems)} problem(s); {report.skipped_pairs(bench.annotations)} pair(s) "
-        "would be skipped by evaluate --skip-invalid"
+        f"{summary}: {len(report.errors)} error(s) ({skipped} pair(s) cannot be scored), "
+        f"{len(report.warnings)} warning(s)"
     )
-    raise SystemExit(1)
+    if report.errors or strict:
+        raise SystemExit(1)
 
 
 @click.command()
 @click.argument("result_a", type=click.Path(dir_okay=False))
 @click.argument("result_b", type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Compare results scored on different annotation files anyway.")
 @user_errors
-def compare(result_a, result_b):
+def compare(result_a, result_b, force):
     """Paired comparison of two result files on their common pairs: per scenario and overall,
-    accuracies, discordant pairs and the exact McNemar p-value (reads the per-pair CSVs)."""
+    accuracies, discordant pairs and the exact McNemar p-value (reads the per-pair CSVs).
+    Results on different annotation files are refused unless --force."""
     from da2k.results import compare as pair_up
 
-    c = pair_up(result_a, result_b)
+    c = pair_up(result_a, result_b, force=force)
     name_a, name_b = c.a["model"]["id"], c.b["model"]["id"]
     click.echo(f"A = {name_a} ({result_a})\nB = {name_b} ({result_b})")
     if c.a["benchmark"].get("annotations_sha256") != c.b["benchmark"].get("annotations_sha256"):
-        click.echo("note: the two runs used different annotation files", err=True)
+        click.echo("warning: the two runs used different annotation files (--force)", err=True)
     if c.only_a or c.only_b:
         click.echo(f"note: comparing common pairs only ({c.only_a} scored by A alone, {c.only_b} by B alone)", err=True)
     width = max([len("overall"), *map(len, c.scenarios)]) + 2

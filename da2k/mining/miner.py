@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import io
 import logging
 import os
 import time
@@ -30,6 +29,8 @@ from sqlalchemy import select
 from tqdm.auto import tqdm
 
 from da2k.errors import Da2kError
+from da2k.images import decode_image
+from da2k.images import scan_images as find_images
 from da2k.mining.consensus import expert_values, vote
 from da2k.mining.experts import Expert, load_experts
 from da2k.mining.points import Proposal, Segmenter, image_rng, make_segmenter, propose_pairs
@@ -38,8 +39,6 @@ from da2k.models.prefetch import prefetch
 from da2k.store import ExpertImage, Image, Pair, Store
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)
@@ -98,8 +97,9 @@ def in_shard(rel: str, shard: tuple[int, int]) -> bool:
     return count == 1 or int(hashlib.sha256(rel.encode()).hexdigest()[:12], 16) % count == index
 
 
-def scan_images(root: Path, scenario: Optional[str] = None, *, progress: bool = False) -> list[ImageFile]:
-    """Image files under `root`, recursively, sorted; hidden files and folders are skipped.
+def scan_images(root: Path, scenario: Optional[str] = None) -> list[ImageFile]:
+    """Image files under `root` through the one scanner (`da2k.images.scan_images`: recursive,
+    sorted, hidden files and symlinks leaving `root` skipped).
 
     Scenario: `scenario` if given, else the first sub-folder under `root`, else the name of
     `root` itself (for images directly inside it).
@@ -108,16 +108,11 @@ def scan_images(root: Path, scenario: Optional[str] = None, *, progress: bool = 
     if not root.is_dir():
         raise Da2kError(f"images folder {root} does not exist or is not a folder")
     found: list[ImageFile] = []
-    for dirpath, dirnames, filenames in tqdm(os.walk(root), desc="scan", unit="dir", disable=not progress):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if name.startswith(".") or not name.lower().endswith(IMAGE_SUFFIXES):
-                continue
-            path = Path(dirpath) / name
-            rel = path.relative_to(root).as_posix()
-            parts = rel.split("/")
-            found.append(ImageFile(path, rel, scenario or (parts[0] if len(parts) > 1 else root.resolve().name)))
-    return sorted(found, key=lambda f: f.rel)
+    for path in find_images(root):
+        rel = path.relative_to(root).as_posix()
+        parts = rel.split("/")
+        found.append(ImageFile(path, rel, scenario or (parts[0] if len(parts) > 1 else root.resolve().name)))
+    return found
 
 
 @dataclass
@@ -184,9 +179,7 @@ class Miner:
             state = known.get(prep.sha256)
             if state is not None and state.proposed and not state.pending:
                 return prep  # finished in an earlier run: no decoding
-            from da2k.models import load_image
-
-            prep.image = load_image(PILImage.open(io.BytesIO(data)))
+            prep.image = decode_image(data, name=str(file.path))
             if state is None or not state.proposed:
                 rng = image_rng(self.seed, prep.sha256)
                 prep.proposal = propose_pairs(
@@ -296,7 +289,7 @@ def mine(
     **options: Any,
 ) -> MineReport:
     """Mine `images` (a folder, scanned recursively) into `store`; see `Miner` for options."""
-    scanned = scan_images(Path(images), scenario, progress=options.get("progress", True))
+    scanned = scan_images(Path(images), scenario)
     files = [f for f in scanned if in_shard(f.rel, shard)]
     if experts and isinstance(experts[0], str):
         experts = load_experts(store, experts, device=device, precision=precision)

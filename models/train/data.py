@@ -8,7 +8,7 @@ generator seeded by (seed, epoch, index), so a sample is the same whichever work
 it: that is what makes resume exact.
 
 Generic RGB-D folder (`rgbd:DIR`, also what `python -m da2k.synthetic` writes):
-    DIR/images/<any/sub/path>/<name>.{jpg,jpeg,png}     RGB (EXIF orientation applied)
+    DIR/images/<any/sub/path>/<name>.<image suffix>     RGB (any of `IMAGE_SUFFIXES`, EXIF applied)
     DIR/depth/images/<any/sub/path>/<name>.{npy,png}    float .npy, or 16-bit PNG x png_scale
     DIR/mask/images/<any/sub/path>/<name>.png           optional, nonzero = valid
     DIR/rgbd.json                                       optional: {"kind": "depth"|"disparity",
@@ -33,11 +33,11 @@ from PIL import Image, ImageEnhance
 
 from da2k.models import load_image
 from da2k.models.errors import ModelError
+from da2k.models.images import IMAGE_SUFFIXES, scan_images
 from da2k.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 DATA_FORMS = "rgbd:DIR (or a plain DIR), hypersim:DIR, vkitti2:DIR"
 
 
@@ -58,10 +58,6 @@ class Record:
 # ---------------------------------------------------------------- readers
 
 
-def _images_under(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
-
-
 def rgbd_folder(root: Path) -> list[Record]:
     """Records of a generic RGB-D folder (layout in the module docstring)."""
     meta_file = root / "rgbd.json"
@@ -70,7 +66,7 @@ def rgbd_folder(root: Path) -> list[Record]:
     if kind not in ("depth", "disparity"):
         raise ModelError(f"{meta_file}: kind must be 'depth' or 'disparity', not {kind!r}")
     records = []
-    for image in _images_under(root / "images"):
+    for image in scan_images(root / "images") if (root / "images").is_dir() else ():
         key = image.relative_to(root)
         for ext, reader in ((".npy", "npy"), (".png", "png16")):
             label = (root / "depth" / key).with_suffix(ext)
@@ -175,11 +171,9 @@ def read_label(record: Record) -> tuple[np.ndarray, np.ndarray]:
 
 def unlabeled_images(root: Path) -> list[Path]:
     """Every image under `root` (recursive, sorted): the pseudo-labelling input."""
-    if not root.is_dir():
-        raise ModelError(f"image folder {root} does not exist")
-    images = _images_under(root)
+    images = scan_images(root)
     if not images:
-        raise ModelError(f"no {'/'.join(IMAGE_EXTS)} images under {root}")
+        raise ModelError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {root}")
     return images
 
 
