@@ -346,21 +346,9 @@ def _check_pairs(key: str, pairs: list, size: tuple[int, int] | None, report: Re
 
 
 def _image_problems(key: str, value: Any, inspected: tuple, known: set[str], report: Report) -> list[Problem]:
+    """The image-level problems of `key`: its file first (an unsafe or missing file is what a
+    user must hear about), then its scenario folder, then the shape of its entry."""
     problems = []
-    scenario = scenario_of(key)
-    if scenario is None:
-        problems.append(
-            Problem(
-                key,
-                None,
-                "no scenario folder: image paths must look like images/<scenario>/<file>",
-                ERROR,
-                "no_scenario",
-            )
-        )
-    elif scenario not in known:
-        message = f"unknown scenario {scenario!r} (known: {', '.join(sorted(known))}); accept it with --allow-scenario {scenario}"
-        problems.append(Problem(key, None, message, WARNING, "unknown_scenario"))
     digest, size = inspected
     if digest is not None:
         report.sha256[key] = digest
@@ -368,6 +356,16 @@ def _image_problems(key: str, value: Any, inspected: tuple, known: set[str], rep
         problems.append(Problem(key, None, size[1], ERROR, size[0]))
     else:
         report.sizes[key] = size
+    scenario = scenario_of(key)
+    if scenario is None:
+        message = "no scenario folder: image paths must look like images/<scenario>/<file>"
+        problems.append(Problem(key, None, message, ERROR, "no_scenario"))
+    elif scenario not in known:
+        message = (
+            f"unknown scenario {scenario!r} (known: {', '.join(sorted(known))}); "
+            f"accept it with --allow-scenario {scenario}"
+        )
+        problems.append(Problem(key, None, message, WARNING, "unknown_scenario"))
     if not isinstance(value, list):
         problems.append(Problem(key, None, f"must map to a list of pairs, not {_show(value)}", ERROR, "not_list"))
     return problems

@@ -309,3 +309,82 @@ def test_precomputed_without_kind_is_refused(synth, tmp_path):
         PrecomputedPredictor(synth.depth_dir, None)
     r = _run("--model", f"precomputed:{synth.depth_dir}", "--data", str(synth.root), "--out", str(tmp_path / "o"))
     assert r.exit_code == 1 and "--kind" in r.output
+
+
+def test_two_checkpoints_get_two_result_files(synth, tmp_path):
+    other = write_maps(synth, tmp_path / "depth-copy", lambda d: d * 2.0)
+    out = tmp_path / "o"
+    for maps in (synth.depth_dir, other):
+        r = _run("--model", f"precomputed:{maps}", "--kind", "depth", "--data", str(synth.root), "--out", str(out))
+        assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in out.glob("*.json"))
+    assert names == sorted([f"depth-{_sha8(synth.depth_dir)}-bench.json", f"depth-copy-{_sha8(other)}-bench.json"])
+
+
+def test_a_different_result_is_never_silently_replaced(synth, tmp_path):
+    out = tmp_path / "o"
+    base = ["--data", str(synth.root), "--out", str(out), "--run", "same"]
+    assert _run("--model", f"precomputed:{synth.depth_dir}", "--kind", "depth", *base).exit_code == 0
+    first = (out / "same.json").read_text()
+    refused = _run("--model", f"precomputed:{synth.depth_dir}", "--kind", "depth", "--limit", "2", *base)
+    assert refused.exit_code == 1 and "already holds a different result" in refused.output
+    assert "selection" in refused.output and "--overwrite" in refused.output
+    assert (out / "same.json").read_text() == first
+    flat = write_maps(synth, tmp_path / "flat", lambda d: np.ones_like(d))
+    refused = _run("--model", f"precomputed:{flat}", "--kind", "depth", *base)
+    assert refused.exit_code == 1 and (out / "same.json").read_text() == first
+    replaced = _run("--model", f"precomputed:{flat}", "--kind", "depth", "--overwrite", *base)
+    assert replaced.exit_code == 0 and _load(out, "same")["overall"]["correct"] == 0
+
+
+def test_compare_refuses_results_on_different_annotation_files(synth, tmp_path):
+    out = tmp_path / "o"
+    maps = f"precomputed:{synth.depth_dir}"
+    assert (
+        _run("--model", maps, "--kind", "depth", "--data", str(synth.root), "--out", str(out), "--run", "a").exit_code
+        == 0
+    )
+    path = synth.root / "annotations.json"
+    annotations = json.loads(path.read_text())
+    annotations.pop(next(iter(annotations)))
+    path.write_text(json.dumps(annotations))
+    assert (
+        _run("--model", maps, "--kind", "depth", "--data", str(synth.root), "--out", str(out), "--run", "b").exit_code
+        == 0
+    )
+    refused = CliRunner().invoke(main, ["compare", str(out / "a.json"), str(out / "b.json")])
+    assert refused.exit_code == 1 and "different annotation files" in refused.output and "--force" in refused.output
+    assert refused.output.strip().count("\n") == 0
+    forced = CliRunner().invoke(main, ["compare", str(out / "a.json"), str(out / "b.json"), "--force"])
+    assert forced.exit_code == 0 and "McNemar" in forced.output
+
+
+def test_the_hub_dataset_revision_is_recorded(synth, tmp_path, monkeypatch):
+    import zipfile
+
+    import huggingface_hub
+
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "hub" / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    with zipfile.ZipFile(snapshot / "DA-2K.zip", "w") as z:
+        for f in sorted(synth.root.rglob("*")):
+            if f.is_file() and "depth" not in f.parts:
+                z.write(f, "DA-2K/" + f.relative_to(synth.root).as_posix())
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda **kw: str(snapshot / "DA-2K.zip"))
+    r = _run(
+        "--model", f"precomputed:{synth.depth_dir}", "--kind", "depth", "--out", str(tmp_path / "o"), "--run", "hub"
+    )
+    assert r.exit_code == 0, r.output
+    assert _load(tmp_path / "o", "hub")["benchmark"]["revision"] == revision
+
+
+def test_nothing_scorable_exits_1(tmp_path):
+    root = tmp_path / "empty"
+    root.mkdir()
+    (root / "annotations.json").write_text(
+        json.dumps({"images/indoor/gone.jpg": [{"point1": [0, 0], "point2": [1, 1], "closer_point": "point1"}]})
+    )
+    r = _run("--model", f"precomputed:{root}", "--kind", "depth", "--data", str(root), "--out", str(tmp_path / "o"))
+    assert r.exit_code == 1 and "nothing could be scored" in r.output and "1 image missing from the folder" in r.output
+    assert "Traceback" not in r.output
