@@ -40,7 +40,7 @@ def leaderboard() -> None:
     "--images",
     "images",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="DA-2K-format benchmark folder (annotations.json + images/): adds the hard-pairs gallery.",
+    help="DA-2K-format benchmark (folder with annotations.json + images/, or zip): adds the hard-pairs gallery.",
 )
 @click.option(
     "--hard-pairs", default=6, show_default=True, type=click.IntRange(1, 100), help="Gallery pairs per scenario."
