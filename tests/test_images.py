@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from zip_helpers import entry, write_raw_zip
 
 from da2k.benchmark import load_benchmark, validate
 from da2k.errors import Da2kError
 from da2k.images import MemberError, ModelError, decode_image, extract, image_size, open_archive, scan_images
-from zip_helpers import entry, write_raw_zip
 
 
 def _png(image: Image.Image) -> bytes:

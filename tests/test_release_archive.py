@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from zip_helpers import entry, write_raw_zip
 
 from da2k.benchmark import load_benchmark, validate
 from da2k.cli import main
-from zip_helpers import entry, write_raw_zip
 
 H, W = 64, 48  # every image as displayed (EXIF applied)
 CAFE_KEY = unicodedata.normalize("NFD", "images/outdoor/café.jpg")  # the key in NFD, the member NFC
