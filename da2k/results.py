@@ -167,7 +167,13 @@ def refuse_replacing(path: str | Path, result: dict, *, identity_only: bool = Fa
     view = identity if identity_only else content
     have, want = view(old), view(result)
     if have != want:
-        differ = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+        differ = []
+        for k in sorted(set(have) | set(want)):
+            a, b = have.get(k), want.get(k)
+            if isinstance(a, dict) and isinstance(b, dict):
+                differ += [f"{k}.{sub}" for sub in sorted(set(a) | set(b)) if a.get(sub) != b.get(sub)]
+            elif a != b:
+                differ.append(k)
         raise Da2kError(f"{path} already holds a different result (differs in: {', '.join(differ)}); {advice}")
 
 

@@ -43,16 +43,17 @@ def _multiple_at_least(x: float, minimum: int, multiple: int) -> int:
     return int(y)
 
 
-MAX_ASPECT = 4
+MAX_ASPECT = 32
 """The network input's long side is capped at MAX_ASPECT x input_size (rounded to 14)."""
 
 
 def network_size(height: int, width: int, input_size: int, multiple: int = 14) -> tuple[int, int]:
     """(h, w) the network sees: aspect kept, short side >= input_size, both multiples of 14.
 
-    The official resize; only for images more than `MAX_ASPECT` times longer than wide (a
-    3000x10 strip would otherwise become a 155400x518 input and stall for minutes), the long side
-    is capped at `MAX_ASPECT * input_size` and the short side shrinks with it (at least 14)."""
+    The official resize; only for images more than `MAX_ASPECT` (32) times longer than wide (a
+    3000x10 strip would otherwise become a 155400x518 input, 410,000 tokens, and stall for
+    hours), the long side is capped at `MAX_ASPECT * input_size` and the short side shrinks
+    with it (at least 14): 3000x10 becomes 16576x56 at 518."""
     scale = max(input_size / height, input_size / width)
     cap = _multiple_at_least(MAX_ASPECT * input_size, multiple, multiple)
     if scale * max(height, width) > cap:

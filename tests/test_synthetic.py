@@ -18,9 +18,8 @@ def synth(tmp_path_factory):
 
 def _score(synth, tmp_path: Path, maps: Path, kind: str) -> dict:
     bench = load_benchmark(synth.root)
-    return evaluate(
-        bench, PrecomputedPredictor(maps, kind), tmp_path / "out", progress=False, cache_dir=tmp_path / "cache"
-    ).result
+    out = tmp_path / f"out-{kind}"  # one result per (maps, kind): the default run name is the same for both kinds
+    return evaluate(bench, PrecomputedPredictor(maps, kind), out, progress=False, cache_dir=tmp_path / "cache").result
 
 
 def test_ground_truth_disparity_scores_100(synth, tmp_path):

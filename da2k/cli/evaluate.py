@@ -48,6 +48,22 @@ def _echo_problems(problems, err: bool = False, limit: int | None = None) -> Non
         )
 
 
+def _announce_problems(bench, report, strict: bool) -> None:
+    """Errors on stderr (the first few), a count of warnings; with `strict`, refuse any problem."""
+    from da2k.evaluate import InvalidBenchmark
+
+    if strict and not report.ok:
+        _echo_problems(report.problems, err=True, limit=SHOWN_PROBLEMS)
+        raise InvalidBenchmark(bench, report)
+    _echo_problems(report.errors, err=True, limit=SHOWN_PROBLEMS)
+    if report.warnings:
+        click.echo(
+            f"{len(report.warnings)} warning(s) (duplicate, swapped or contradictory pairs, unknown scenarios): "
+            "scored as written; da2k validate lists them",
+            err=True,
+        )
+
+
 @click.command()
 @click.option(
     "--model",
@@ -158,23 +174,13 @@ def evaluate(
     da2k evaluate --model precomputed:maps/ --kind depth --data DA-2K/
     """
     from da2k.benchmark import load_benchmark, validate
-    from da2k.evaluate import InvalidBenchmark
     from da2k.evaluate import evaluate as run_evaluation
     from da2k.predictors import PredictorOptions, make_predictor
 
     del skip_invalid  # the old opt-in to skipping; skipping what cannot be scored is the policy now
     bench = load_benchmark(data)
     report = validate(bench, allow_scenario)
-    if strict and not report.ok:  # refused before any model is loaded
-        _echo_problems(report.problems, err=True, limit=SHOWN_PROBLEMS)
-        raise InvalidBenchmark(bench, report)
-    _echo_problems(report.errors, err=True, limit=SHOWN_PROBLEMS)
-    if report.warnings:
-        click.echo(
-            f"{len(report.warnings)} warning(s) (duplicate, swapped or contradictory pairs, unknown scenarios): "
-            "scored as written; da2k validate lists them",
-            err=True,
-        )
+    _announce_problems(bench, report, strict)  # before any model is loaded
     options = PredictorOptions(
         weights=weights,
         kind=kind,
