@@ -379,6 +379,7 @@ def evaluate(
     limit: int | None = None,
     strict: bool = False,
     overwrite: bool = False,
+    skip_invalid: bool = True,
     allowed_scenarios: Iterable[str] = (),
     cache_dir: str | Path | None = None,
     name: str | None = None,
@@ -388,7 +389,10 @@ def evaluate(
 ) -> Outcome:
     """Score `predictor` on `bench` as published (every scorable pair, in file order; see
     docs/design.md); write `<out_dir>/<name>.json` and `<name>.pairs.csv`. `strict`: refuse any
-    problem. An existing result with other content is kept unless `overwrite`."""
+    problem. An existing result with other content is kept unless `overwrite`. `skip_invalid`
+    is accepted for compatibility and changes nothing (skipping what cannot be scored is the
+    policy)."""
+    del skip_invalid
     started = time.perf_counter()
     out_dir = Path(out_dir)
     cache_root = check_locations(out_dir, cache_dir, limit)

@@ -81,6 +81,8 @@ def to_rgb(im: Image.Image) -> Image.Image:
         oriented = _grey_to_8bit(oriented)
     elif oriented.mode in ("P", "PA"):
         oriented = oriented.convert("RGBA")  # the palette's colours, transparency included
+    if oriented.mode == "RGB" and oriented is not im:
+        return oriented  # exif_transpose already made a copy: spare a second one
     return oriented.convert("RGB")  # drops alpha; a copy even when already RGB
 
 
