@@ -2,7 +2,8 @@
 
 The benchmark's pairs become `imported` pairs whose answers are known (`is_gold`), so they can
 serve as gold questions, or be queued for humans again (`needs_human`). Two steps: the images
-are read (and, from a zip, extracted), then their pairs are inserted.
+are read (and, from a zip, extracted), then their pairs are inserted, about 1,000 per
+transaction, so annotators working on the same database meanwhile are not held up.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
 from da2k.benchmark import Benchmark, Report, load_benchmark, scenario_of, validate
@@ -19,6 +22,7 @@ from da2k.errors import Da2kError
 from da2k.images import MemberError, extract
 from da2k.store import Image, Pair, Store
 from da2k.store.ops import image_by_sha, log_event
+from da2k.store.writes import BATCH_ROWS, write_in_batches
 
 log = logging.getLogger(__name__)
 
@@ -72,54 +76,112 @@ def source_images(bench: Benchmark, checked: Report, root: Path, *, progress: bo
         yield SourceImage(key, digest, checked.sizes[key])
 
 
-def insert_pairs(
-    store: Store, bench: Benchmark, checked: Report, images: Iterator[SourceImage], root: Path, status: str
-) -> tuple[int, int, int]:
-    """Insert each image (deduplicated by sha256) and its valid pairs; (images, added, existing)."""
-    n_images = added = existing = 0
+@dataclass
+class _Counts:
+    images: int = 0
+    added: int = 0
+    existing: int = 0
+
+
+def _valid_pairs(
+    bench: Benchmark, checked: Report, item: SourceImage
+) -> list[tuple[tuple[int, int], tuple[int, int], str]]:
+    """The image's valid pairs as ((row, col), (row, col), closer point), in file order."""
+    pairs = []
+    for index, raw in enumerate(bench.annotations[item.key]):
+        if checked.is_valid(item.key, index):
+            pairs.append((_integral(tuple(raw["point1"])), _integral(tuple(raw["point2"])), raw["closer_point"]))
+    return pairs
+
+
+def _pair_batches(
+    bench: Benchmark, checked: Report, images: Iterable[SourceImage], size: int
+) -> Iterator[list[tuple[SourceImage, list]]]:
+    """Lists of (image, some of its valid pairs) with about `size` pairs (and at most `size`
+    images) each; an image with more pairs is split over several lists."""
+    batch: list[tuple[SourceImage, list]] = []
+    n = 0
     for item in images:
+        pairs = _valid_pairs(bench, checked, item)
+        for part in [pairs[i : i + size] for i in range(0, len(pairs), size)] or [[]]:
+            if batch and (n + len(part) > size or len(batch) >= size):
+                yield batch
+                batch, n = [], 0
+            batch.append((item, part))
+            n += len(part)
+    if batch:
+        yield batch
+
+
+def _write_batch(s: Session, batch: list[tuple[SourceImage, list]], root: Path, status: str, counts: _Counts) -> None:
+    for item, pairs in batch:
         height, width = item.size
-        with store.write() as s:
-            image = image_by_sha(s, item.sha256)
-            if image is None:
-                image = Image(
-                    sha256=item.sha256,
-                    root=str(root),
-                    path=item.key,
-                    scenario=scenario_of(item.key) or "",
-                    width=width,
-                    height=height,
+        image = image_by_sha(s, item.sha256)
+        if image is None:
+            image = Image(
+                sha256=item.sha256,
+                root=str(root),
+                path=item.key,
+                scenario=scenario_of(item.key) or "",
+                width=width,
+                height=height,
+                source="imported",
+            )
+            s.add(image)
+            s.flush()
+        stored = select(Pair.p1_row, Pair.p1_col, Pair.p2_row, Pair.p2_col).where(Pair.image_id == image.id)
+        have = {frozenset(((r1, c1), (r2, c2))) for r1, c1, r2, c2 in s.execute(stored)}
+        for p1, p2, answer in pairs:
+            if frozenset((p1, p2)) in have or p1 == p2:
+                counts.existing += 1
+                continue
+            have.add(frozenset((p1, p2)))
+            s.add(
+                Pair(
+                    image_id=image.id,
+                    p1_row=p1[0],
+                    p1_col=p1[1],
+                    p2_row=p2[0],
+                    p2_col=p2[1],
                     source="imported",
+                    status=status,
+                    is_gold=True,
+                    reference_answer=answer,
+                    answer=answer if status == "resolved" else None,
                 )
-                s.add(image)
-                s.flush()
-            n_images += 1
-            have = {frozenset((p.point1, p.point2)) for p in image.pairs}
-            for index, raw in enumerate(bench.annotations[item.key]):
-                if not checked.is_valid(item.key, index):
-                    continue
-                p1, p2 = _integral(tuple(raw["point1"])), _integral(tuple(raw["point2"]))
-                if frozenset((p1, p2)) in have or p1 == p2:
-                    existing += 1
-                    continue
-                have.add(frozenset((p1, p2)))
-                answer = raw["closer_point"]
-                s.add(
-                    Pair(
-                        image_id=image.id,
-                        p1_row=p1[0],
-                        p1_col=p1[1],
-                        p2_row=p2[0],
-                        p2_col=p2[1],
-                        source="imported",
-                        status=status,
-                        is_gold=True,
-                        reference_answer=answer,
-                        answer=answer if status == "resolved" else None,
-                    )
-                )
-                added += 1
-    return n_images, added, existing
+            )
+            counts.added += 1
+
+
+def _counted(images: Iterator[SourceImage], counts: _Counts) -> Iterator[SourceImage]:
+    for item in images:
+        counts.images += 1
+        yield item
+
+
+def insert_pairs(
+    store: Store,
+    bench: Benchmark,
+    checked: Report,
+    images: Iterator[SourceImage],
+    root: Path,
+    status: str,
+    *,
+    batch_pairs: int = BATCH_ROWS,
+) -> tuple[int, int, int]:
+    """Insert each image (deduplicated by sha256) and its valid pairs; (images, added, existing).
+
+    Commits every ~`batch_pairs` pairs (the images are read between transactions), so an
+    annotator answering meanwhile waits at most about one batch for the write lock. Safe to
+    repeat: pairs already in the store are counted as existing, so a stopped import resumes.
+    """
+    counts = _Counts()
+    write_in_batches(
+        store,
+        _pair_batches(bench, checked, _counted(images, counts), batch_pairs),
+        lambda s, batch: _write_batch(s, batch, root, status, counts),
+    )
+    return counts.images, counts.added, counts.existing
 
 
 def import_benchmark(

@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+from annotate_helpers import answer_stored
 from click.testing import CliRunner
 from mining_helpers import make_scenes
 from sqlalchemy import select
@@ -17,7 +18,6 @@ from da2k.export import export_benchmark
 from da2k.importing import import_benchmark
 from da2k.mining import mine
 from da2k.store import Image, Pair, Store
-from da2k.store.annotation import record_human_vote
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def mined(tmp_path_factory):
     with store.read() as s:
         waiting = list(s.scalars(select(Pair.id).where(Pair.status == "needs_human").order_by(Pair.id)))
     for annotator in ("a", "b", "c"):
-        record_human_vote(store, waiting[0], annotator, "point2")
+        assert answer_stored(store, annotator, "point2") == waiting[0]  # the oldest waiting pair first
     with store.write() as s:
         s.get(Pair, waiting[1]).status = "discarded"
     yield scenes, store, waiting[0]

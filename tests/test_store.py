@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from annotate_helpers import answer_stored
 from click.testing import CliRunner
 from mining_helpers import make_scenes
 from sqlalchemy import func, select, text
@@ -20,6 +21,7 @@ from da2k.cli import main
 from da2k.errors import Da2kError
 from da2k.mining import mine
 from da2k.store import (
+    SCHEMA_VERSION,
     AuditEvent,
     Claim,
     ExpertRun,
@@ -31,7 +33,7 @@ from da2k.store import (
     Store,
     database_url,
 )
-from da2k.store.annotation import claim_next, record_human_vote, release_claim, review_pair
+from da2k.store.annotate import answer_pair, decide_pair, next_pair, release, review_queue
 from da2k.store.ops import expert_run_id
 from da2k.store.stats import store_stats
 
@@ -50,6 +52,11 @@ def add_image(store: Store, sha: str = "a" * 64, n_pairs: int = 1, status: str =
         s.add_all(pairs)
         s.flush()
         return [p.id for p in pairs]
+
+
+def _status(store: Store, pair_id: int) -> str:
+    with store.read() as s:
+        return s.get(Pair, pair_id).status
 
 
 def count(store: Store, table) -> int:
@@ -76,7 +83,7 @@ def test_a_bare_path_and_a_sqlite_url_open_the_same_database(tmp_path, monkeypat
 
 def test_schema_version_is_recorded_and_a_newer_one_is_refused(tmp_path):
     with Store(tmp_path / "v.db") as store:
-        assert store.schema_version == 1
+        assert store.schema_version == SCHEMA_VERSION == 2
         with store.write() as s:
             s.get(SchemaVersion, 1).version = 99
     with pytest.raises(Da2kError, match="schema version 99"):
@@ -174,52 +181,58 @@ def test_shards_merged_equal_a_single_run_and_merging_again_adds_nothing(tmp_pat
 def test_claims_are_exclusive_until_they_expire(tmp_path):
     with Store(tmp_path / "c.db") as store:
         add_image(store, n_pairs=2)
-        a = claim_next(store, "alice", ttl_seconds=60)
-        b = claim_next(store, "bob", ttl_seconds=60)
+        a = next_pair(store, "alice", ttl_seconds=60, gold_rate=0)
+        b = next_pair(store, "bob", ttl_seconds=60, gold_rate=0)
         assert a.pair_id != b.pair_id
-        assert claim_next(store, "carol") is None  # both pairs are held
-        assert claim_next(store, "alice").pair_id == a.pair_id  # renewing, not a second claim
+        assert next_pair(store, "carol", gold_rate=0) is None  # both pairs are held
+        assert next_pair(store, "alice", gold_rate=0).pair_id == a.pair_id  # renewing, not a second claim
         with store.write() as s:
             s.scalar(select(Claim).where(Claim.annotator == "bob")).expires_at = dt.datetime(2000, 1, 1)
-        assert claim_next(store, "carol").pair_id == b.pair_id  # bob's claim expired
-        release_claim(store, a.pair_id, "alice")
-        assert claim_next(store, "dave").pair_id == a.pair_id
+        assert next_pair(store, "carol", gold_rate=0).pair_id == b.pair_id  # bob's claim expired
+        release(store, "alice")
+        assert next_pair(store, "dave", gold_rate=0).pair_id == a.pair_id
 
 
 def test_three_votes_resolve_to_the_majority_and_answered_pairs_are_not_offered_again(tmp_path):
     with Store(tmp_path / "h.db") as store:
         (pair_id,) = add_image(store)
-        assert record_human_vote(store, pair_id, "alice", "point2", seconds=3.5, swapped=True) == "needs_human"
-        assert claim_next(store, "alice") is None
+        assert answer_stored(store, "alice", "point2") == pair_id
+        assert next_pair(store, "alice", gold_rate=0) is None
         with pytest.raises(Da2kError, match="already answered"):
-            record_human_vote(store, pair_id, "alice", "point1")
-        assert record_human_vote(store, pair_id, "bob", "unsure") == "needs_human"
-        assert record_human_vote(store, pair_id, "carol", "point2") == "resolved"
+            answer_pair(store, "alice", pair_id, "A")
+        answer_stored(store, "bob", "unsure")
+        assert count(store, Pair) == 1 and _status(store, pair_id) == "needs_human"
+        answer_stored(store, "carol", "point2")
         with store.read() as s:
             pair = s.get(Pair, pair_id)
             assert (pair.status, pair.answer) == ("resolved", "point2")
             vote = s.scalar(select(HumanVote).where(HumanVote.annotator == "alice"))
-            assert (vote.swapped, vote.seconds) == (True, 3.5)
+            assert vote.answer == "point2" and vote.seconds >= 0
             actions = list(s.scalars(select(AuditEvent.action).where(AuditEvent.pair_id == pair_id)))
         assert actions.count("human_vote") == 3 and "resolved" in actions
 
 
-def test_a_split_vote_is_discarded_after_five_answers(tmp_path):
+def test_a_split_vote_goes_to_review_after_votes_per_pair_answers(tmp_path):
     with Store(tmp_path / "d.db") as store:
         (pair_id,) = add_image(store)
-        for name, answer in zip("abcd", ["point1", "point2", "unsure", "unsure"]):
-            assert record_human_vote(store, pair_id, name, answer) == "needs_human"
-        assert record_human_vote(store, pair_id, "e", "unsure") == "discarded"
+        for name, answer in zip("abc", ["point1", "point2", "unsure"]):
+            answer_stored(store, name, answer)
+        assert _status(store, pair_id) == "discarded"
+        assert [q["pair_id"] for q in review_queue(store)] == [pair_id]
 
 
 def test_review_overrides_votes_and_stats_score_annotators_on_gold(tmp_path):
     with Store(tmp_path / "g.db") as store:
         gold = add_image(store, n_pairs=2, is_gold=True, reference_answer="point1")
-        record_human_vote(store, gold[0], "alice", "point1")
-        record_human_vote(store, gold[1], "alice", "point2")
-        assert review_pair(store, gold[1], "rev", "discard", note="occluded") == "discarded"
-        with pytest.raises(Da2kError):
-            record_human_vote(store, gold[1], "bob", "point1")
+        right = answer_stored(store, "alice", "point1", votes_per_pair=2)
+        wrong = answer_stored(store, "alice", "point2", votes_per_pair=2)
+        assert {right, wrong} == set(gold)
+        for _ in gold:  # bob agrees with the reference on both: one agreement, one 1:1 conflict
+            answer_stored(store, "bob", "point1", votes_per_pair=2)
+        assert _status(store, right) == "resolved"
+        assert [q["pair_id"] for q in review_queue(store)] == [wrong]
+        assert decide_pair(store, wrong, "rev", "discard", note="occluded") == "discarded"
+        assert review_queue(store) == []
         humans = store_stats(store)["humans"]
     assert humans["annotators"]["alice"]["gold"] == 2
     assert humans["annotators"]["alice"]["gold_accuracy"] == 0.5
@@ -292,7 +305,9 @@ def test_postgresql_takes_two_shards_mining_into_one_fresh_database(tmp_path):
         a, b = store_stats(single), store_stats(shared)
         for key in ("images", "pairs", "agreement"):
             assert a[key] == b[key]
-        task = claim_next(shared, "alice")
-        for name in "abc":
-            status = record_human_vote(shared, task.pair_id, name, "point1")
-        assert status == "resolved"
+        first = next_pair(shared, "alice", gold_rate=0)
+        release(shared, "alice")
+        for name in "bcd":
+            assert answer_stored(shared, name, "point1") == first.pair_id
+        with shared.read() as s:
+            assert s.get(Pair, first.pair_id).status == "resolved"

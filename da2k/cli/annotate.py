@@ -48,14 +48,22 @@ from da2k.errors import Da2kError
     "--auth",
     "auth_file",
     type=click.Path(exists=True, dir_okay=False),
-    help="File of 'name:password' lines: people log in and their login is their annotator name.",
+    help="File of 'name:password' lines: people log in and their login is their annotator name; "
+    "'+name:password' marks a reviewer.",
+)
+@click.option(
+    "--reviewers",
+    "reviewers_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="File of names (one a line) who may settle conflicts in Review; with --auth, nobody else may.",
 )
 @user_errors
-def annotate(db, images_root, host, port, votes_per_pair, gold_rate, claim_ttl, auth_file):
+def annotate(db, images_root, host, port, votes_per_pair, gold_rate, claim_ttl, auth_file, reviewers_file):
     """Start the annotation app (Annotate, Review, Pick and Stats tabs).
 
     \b
     da2k annotate --db da2k.db --images-root photos/      then open http://127.0.0.1:7860
+    da2k annotate --host 0.0.0.0 --auth team.txt --reviewers leads.txt
     """
     try:
         from da2k.annotator_app import build_app
@@ -72,6 +80,7 @@ def annotate(db, images_root, host, port, votes_per_pair, gold_rate, claim_ttl, 
         images_root=images_root,
         votes_per_pair=votes_per_pair,
         auth=auth_file,
+        reviewers=reviewers_file,
         gold_rate=gold_rate,
         claim_ttl=float(claim_ttl),
     )

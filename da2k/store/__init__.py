@@ -1,8 +1,8 @@
 """The annotation store: images, candidate pairs, expert and human votes, audit trail.
 
-`Store(db)` opens (and creates) the database; the operations used by the miner, `da2k
-stats/export/import-benchmark/store merge` and the annotation app are plain functions
-taking a `Store`. The annotation app imports this package only.
+`Store(db)` opens (and creates, or upgrades in place) the database; the operations used by
+the miner, `da2k stats/export/import-benchmark/store merge` and the annotation app are plain
+functions taking a `Store`. The annotation app's API is `da2k.store.annotate`.
 """
 
 from da2k.store.core import DEFAULT_DB, Store, database_url
@@ -20,6 +20,7 @@ from da2k.store.schema import (
     HumanVote,
     Image,
     Pair,
+    Presentation,
     Review,
     SchemaVersion,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "PAIR_SOURCES",
     "PAIR_STATUSES",
     "Pair",
+    "Presentation",
     "Review",
     "SCHEMA_VERSION",
     "SchemaVersion",

@@ -4,12 +4,15 @@ SQLite (the default) runs in WAL mode with a busy timeout so the miner, the anno
 and `da2k stats` can use one file at once: readers never block, writers wait their turn.
 Write transactions start with `BEGIN IMMEDIATE` there, so a read-then-write transaction
 takes the write lock up front instead of failing halfway when another writer got in first.
+Within one process, SQLite writers also queue on the store's own lock (see `_writer_turn`).
+An older database is upgraded in place when opened (`upgrade.py`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from da2k.errors import Da2kError
 from da2k.store.schema import SCHEMA_VERSION, Base, SchemaVersion
+from da2k.store.upgrade import upgrade
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,7 @@ class Store:
         if self.is_sqlite:
             _sqlite_settings(self.engine)
         self._writer = self.engine.execution_options(da2k_write=True)
+        self._write_lock = threading.Lock()
         self._prepare_schema()
 
     def _prepare_schema(self) -> None:
@@ -97,6 +102,7 @@ class Store:
                     if row is None:
                         conn.execute(SchemaVersion.__table__.insert().values(id=1, version=SCHEMA_VERSION))
                         row = SCHEMA_VERSION
+                    row = upgrade(conn, row)
                 break
             except DBAPIError:
                 # Two processes creating one fresh database at once: PostgreSQL has no BEGIN
@@ -119,10 +125,23 @@ class Store:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
-        """A session in one write transaction: committed on exit, rolled back on error."""
-        with Session(self._writer, expire_on_commit=False) as session:
+        """A session in one write transaction: committed on exit, rolled back on error.
+        Not re-entrant: a thread must not open a second write inside the first."""
+        with self._writer_turn(), Session(self._writer, expire_on_commit=False) as session:
             with session.begin():
                 yield session
+
+    @contextlib.contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """This process's SQLite writers queue on one lock before asking SQLite: its busy
+        handler retries a locked file after sleeps of up to 100 ms, which a queue of app
+        threads (one per annotator click) would otherwise pay on every collision. Other
+        databases lock rows themselves."""
+        if not self.is_sqlite:
+            yield
+            return
+        with self._write_lock:
+            yield
 
     def close(self) -> None:
         self.engine.dispose()

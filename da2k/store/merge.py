@@ -1,10 +1,15 @@
-"""`da2k store merge A.db B.db --into C.db`: combine stores written by separate shards.
+"""`da2k store merge A.db B.db --into C.db`: combine stores written by separate shards or apps.
 
 Rows are matched on their natural keys (image sha256; pair = image + points; expert run =
-spec + checkpoint + settings; vote = pair + expert run or annotator), never on row ids, so
-merging is idempotent and the same image mined in two shards ends up once. Where both sides
-hold a pair, the more settled status wins (pending < auto_agreed/needs_human < resolved/
-discarded). Claims are transient and are not carried over.
+spec + checkpoint + settings; vote or presentation = pair + expert run or annotator), never
+on row ids, so merging is idempotent and the same image mined in two shards ends up once.
+Where both sides hold a pair, the more settled status wins (pending < auto_agreed/needs_human
+< resolved/discarded). Presentations are copied (A/B order, gold flag, whether the answer
+counted), so "never shown twice" and the agreement numbers survive a merge; claims and
+display tokens are transient and are not carried over.
+
+The copy is table-driven (`TABLES`) and commits in batches of about 1,000 rows, so an
+annotator answering on the target meanwhile never waits long for the write lock.
 """
 
 from __future__ import annotations
@@ -12,43 +17,86 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Optional, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import Table as SqlTable
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
 
 from da2k.errors import Da2kError
 from da2k.store.core import Store, database_url
 from da2k.store.ops import log_event
-from da2k.store.schema import AuditEvent, ExpertImage, ExpertRun, ExpertVote, HumanVote, Image, Pair, Review
+from da2k.store.schema import (
+    AuditEvent,
+    ExpertImage,
+    ExpertRun,
+    ExpertVote,
+    HumanVote,
+    Image,
+    Pair,
+    Presentation,
+    Review,
+)
+from da2k.store.writes import chunks, write_in_batches
 
 _SETTLED = {"pending": 0, "auto_agreed": 1, "needs_human": 1, "resolved": 2, "discarded": 2}
-_IMAGE_FIELDS = (
-    "sha256",
-    "root",
-    "path",
-    "scenario",
-    "width",
-    "height",
-    "source",
-    "points_method",
-    "proposed_at",
-    "created_at",
-)
-_PAIR_FIELDS = (
-    "p1_row",
-    "p1_col",
-    "p2_row",
-    "p2_col",
-    "source",
-    "status",
-    "relation",
-    "is_gold",
-    "reference_answer",
-    "answer",
-    "created_at",
-    "updated_at",
-)
 _DECISION_FIELDS = ("status", "is_gold", "reference_answer", "answer", "updated_at")
+Row = dict[str, Any]
+
+
+def _more_settled(new: Row, have: Row) -> Optional[Row]:
+    """A pair settled further in the source takes the source's decision."""
+    if _SETTLED[new["status"]] > _SETTLED[have["status"]]:
+        return {name: new[name] for name in _DECISION_FIELDS}
+    return None
+
+
+def _proposed_later(new: Row, have: Row) -> Optional[Row]:
+    """An image proposed in the source (candidate pairs written) is proposed in the target."""
+    if have["proposed_at"] is None and new["proposed_at"] is not None:
+        return {"proposed_at": new["proposed_at"], "points_method": new["points_method"]}
+    return None
+
+
+@dataclass(frozen=True)
+class TableCopy:
+    """How one table is merged: its natural key, the columns that hold ids of other tables
+    (mapped from source to target ids), the id map it fills, and what an existing row takes."""
+
+    model: type
+    key: tuple[str, ...]
+    refs: dict[str, str] = field(default_factory=dict)
+    ids: Optional[str] = None
+    refresh: Optional[Callable[[Row, Row], Optional[Row]]] = None
+    refreshed: str = ""
+    """Name counted in the report when `refresh` changes a row."""
+    transient: tuple[str, ...] = ()
+    """Columns not carried over (left empty in the target)."""
+
+    @property
+    def table(self) -> SqlTable:
+        return self.model.__table__
+
+
+TABLES = (
+    TableCopy(Image, ("sha256",), ids="images", refresh=_proposed_later),
+    TableCopy(ExpertRun, ("spec", "checkpoint_sha256", "settings_sha256"), ids="expert_runs"),
+    TableCopy(
+        Pair,
+        ("image_id", "p1_row", "p1_col", "p2_row", "p2_col"),
+        {"image_id": "images"},
+        ids="pairs",
+        refresh=_more_settled,
+        refreshed="pairs_settled",
+    ),
+    TableCopy(ExpertImage, ("image_id", "expert_run_id"), {"image_id": "images", "expert_run_id": "expert_runs"}),
+    TableCopy(ExpertVote, ("pair_id", "expert_run_id"), {"pair_id": "pairs", "expert_run_id": "expert_runs"}),
+    TableCopy(HumanVote, ("pair_id", "annotator"), {"pair_id": "pairs"}),
+    TableCopy(Presentation, ("pair_id", "annotator"), {"pair_id": "pairs"}, transient=("token",)),
+    TableCopy(Review, ("pair_id", "reviewer", "created_at"), {"pair_id": "pairs"}),
+    TableCopy(AuditEvent, ("at", "actor", "action", "pair_id"), {"pair_id": "pairs"}),
+)
+"""In dependency order: a table's references are mapped before it is copied."""
 
 
 @dataclass
@@ -56,8 +104,76 @@ class MergeReport:
     added: collections.Counter = field(default_factory=collections.Counter)
 
 
-def _copy(obj: object, names: Sequence[str]) -> dict:
-    return {name: getattr(obj, name) for name in names}
+class _Copier:
+    """Copies one table of one source: target rows by natural key, rows waiting to be
+    inserted, and the id maps shared with later tables."""
+
+    def __init__(self, spec: TableCopy, target: Session, maps: dict[str, dict[int, int]], added: collections.Counter):
+        self.spec, self.maps, self.added = spec, maps, added
+        self.existing: dict[tuple, Row] = {}
+        for row in target.execute(select(spec.table)).mappings():
+            self.existing[tuple(row[k] for k in spec.key)] = dict(row)
+
+    def prepare(
+        self, rows: Sequence[Row]
+    ) -> tuple[list[tuple[int, Row]], list[tuple[int, tuple]], list[tuple[int, Row]]]:
+        """Rows to insert as (source id, values); source rows that repeat one of those as
+        (source id, key); updates of existing rows as (target id, values)."""
+        new, repeats, changes = [], [], []
+        for row in rows:
+            values = dict(row)
+            source_id = values.pop("id")
+            for column, name in self.spec.refs.items():
+                if values[column] is not None:
+                    values[column] = self.maps[name][values[column]]
+            for column in self.spec.transient:
+                values[column] = None
+            key = tuple(values[k] for k in self.spec.key)
+            have = self.existing.get(key)
+            if have is None:
+                self.existing[key] = values  # gets its id once inserted, below
+                new.append((source_id, values))
+            elif "id" not in have:
+                repeats.append((source_id, key))  # the same key twice in this batch: the first wins
+            else:
+                if self.spec.ids:
+                    self.maps[self.spec.ids][source_id] = have["id"]
+                change = self.spec.refresh(values, have) if self.spec.refresh else None
+                if change:
+                    have.update(change)
+                    changes.append((have["id"], change))
+        return new, repeats, changes
+
+    def write(self, s: Session, batch: Sequence[Row]) -> None:
+        new, repeats, changes = self.prepare(batch)
+        table = self.spec.table
+        if new:
+            ids = s.execute(
+                insert(table).returning(table.c.id, sort_by_parameter_order=True), [values for _, values in new]
+            ).scalars()
+            for (source_id, values), target_id in zip(new, ids, strict=True):
+                values["id"] = target_id
+                if self.spec.ids:
+                    self.maps[self.spec.ids][source_id] = target_id
+            self.added[table.name] += len(new)
+        if self.spec.ids:
+            for source_id, key in repeats:
+                self.maps[self.spec.ids][source_id] = self.existing[key]["id"]
+        for target_id, change in changes:
+            s.execute(update(table).where(table.c.id == target_id).values(**change))
+        if changes and self.spec.refreshed:
+            self.added[self.spec.refreshed] += len(changes)
+
+
+def _merge_one(src: Store, dst: Store, added: collections.Counter) -> None:
+    """Copy every table of `src` into `dst` in batched transactions."""
+    maps: dict[str, dict[int, int]] = collections.defaultdict(dict)
+    for spec in TABLES:
+        with dst.read() as target:
+            copier = _Copier(spec, target, maps, added)
+        with src.read() as r:
+            rows = [dict(row) for row in r.execute(select(spec.table).order_by(spec.table.c.id)).mappings()]
+        write_in_batches(dst, chunks(rows), copier.write)
 
 
 def merge_stores(sources: Sequence[str | Path], into: str | Path, *, actor: str = "merge") -> MergeReport:
@@ -79,129 +195,3 @@ def merge_stores(sources: Sequence[str | Path], into: str | Path, *, actor: str 
     finally:
         target.close()
     return report
-
-
-def _merge_one(src: Store, dst: Store, added: collections.Counter) -> None:
-    with src.read() as r, dst.write() as w:
-        images: dict[int, int] = {}
-        have_images = {img.sha256: img for img in w.scalars(select(Image))}
-        for img in r.scalars(select(Image)):
-            mine = have_images.get(img.sha256)
-            if mine is None:
-                mine = Image(**_copy(img, _IMAGE_FIELDS))
-                w.add(mine)
-                w.flush()
-                have_images[img.sha256] = mine
-                added["images"] += 1
-            elif mine.proposed_at is None and img.proposed_at is not None:
-                mine.proposed_at, mine.points_method = img.proposed_at, img.points_method
-            images[img.id] = mine.id
-
-        runs: dict[int, int] = {}
-        have_runs = {(x.spec, x.checkpoint_sha256, x.settings_sha256): x.id for x in w.scalars(select(ExpertRun))}
-        for run in r.scalars(select(ExpertRun)):
-            key = (run.spec, run.checkpoint_sha256, run.settings_sha256)
-            if key not in have_runs:
-                new = ExpertRun(
-                    spec=run.spec,
-                    checkpoint_sha256=run.checkpoint_sha256,
-                    settings=run.settings,
-                    settings_sha256=run.settings_sha256,
-                    kind=run.kind,
-                    created_at=run.created_at,
-                )
-                w.add(new)
-                w.flush()
-                have_runs[key] = new.id
-                added["expert_runs"] += 1
-            runs[run.id] = have_runs[key]
-
-        pairs: dict[int, int] = {}
-        have_pairs = {(p.image_id, p.p1_row, p.p1_col, p.p2_row, p.p2_col): p for p in w.scalars(select(Pair))}
-        for pair in r.scalars(select(Pair)):
-            key = (images[pair.image_id], pair.p1_row, pair.p1_col, pair.p2_row, pair.p2_col)
-            mine = have_pairs.get(key)
-            if mine is None:
-                mine = Pair(image_id=key[0], **_copy(pair, _PAIR_FIELDS))
-                w.add(mine)
-                w.flush()
-                have_pairs[key] = mine
-                added["pairs"] += 1
-            elif _SETTLED[pair.status] > _SETTLED[mine.status]:
-                for name in _DECISION_FIELDS:
-                    setattr(mine, name, getattr(pair, name))
-                added["pairs_settled"] += 1
-            pairs[pair.id] = mine.id
-
-        have = set(w.execute(select(ExpertImage.image_id, ExpertImage.expert_run_id)).all())
-        for row in r.scalars(select(ExpertImage)):
-            key = (images[row.image_id], runs[row.expert_run_id])
-            if key not in have:
-                w.add(
-                    ExpertImage(image_id=key[0], expert_run_id=key[1], seconds=row.seconds, created_at=row.created_at)
-                )
-                have.add(key)
-                added["expert_images"] += 1
-
-        have = set(w.execute(select(ExpertVote.pair_id, ExpertVote.expert_run_id)).all())
-        for vote in r.scalars(select(ExpertVote)):
-            key = (pairs[vote.pair_id], runs[vote.expert_run_id])
-            if key not in have:
-                w.add(
-                    ExpertVote(
-                        pair_id=key[0],
-                        expert_run_id=key[1],
-                        value1=vote.value1,
-                        value2=vote.value2,
-                        closer=vote.closer,
-                        margin=vote.margin,
-                    )
-                )
-                have.add(key)
-                added["expert_votes"] += 1
-
-        have = set(w.execute(select(HumanVote.pair_id, HumanVote.annotator)).all())
-        for vote in r.scalars(select(HumanVote)):
-            key = (pairs[vote.pair_id], vote.annotator)
-            if key not in have:
-                w.add(
-                    HumanVote(
-                        pair_id=key[0],
-                        annotator=vote.annotator,
-                        answer=vote.answer,
-                        swapped=vote.swapped,
-                        seconds=vote.seconds,
-                        created_at=vote.created_at,
-                    )
-                )
-                have.add(key)
-                added["human_votes"] += 1
-
-        have = set(w.execute(select(Review.pair_id, Review.reviewer, Review.created_at)).all())
-        for review in r.scalars(select(Review)):
-            key = (pairs[review.pair_id], review.reviewer, review.created_at)
-            if key not in have:
-                w.add(
-                    Review(
-                        pair_id=key[0],
-                        reviewer=review.reviewer,
-                        decision=review.decision,
-                        note=review.note,
-                        created_at=review.created_at,
-                    )
-                )
-                have.add(key)
-                added["reviews"] += 1
-
-        have = set(w.execute(select(AuditEvent.at, AuditEvent.actor, AuditEvent.action, AuditEvent.pair_id)).all())
-        for event in r.scalars(select(AuditEvent)):
-            pair_id = pairs.get(event.pair_id) if event.pair_id is not None else None
-            key = (event.at, event.actor, event.action, pair_id)
-            if key not in have:
-                w.add(
-                    AuditEvent(
-                        at=event.at, actor=event.actor, action=event.action, pair_id=pair_id, detail=event.detail
-                    )
-                )
-                have.add(key)
-                added["audit_events"] += 1

@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -23,7 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: `presentations` (and skips, undo, display tokens) and unavailable images; `upgrade.py` lifts 1 to 2."""
 
 PAIR_STATUSES = ("pending", "auto_agreed", "needs_human", "resolved", "discarded")
 """`pending`: proposed, expert votes not complete yet; the other four are the statuses of docs/design.md."""
@@ -65,13 +67,21 @@ class Image(Base):
     proposed_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
     """Set once candidate pairs are written (even when none fit), so proposals never repeat."""
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    unavailable: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    """Why the annotation app cannot show it (file missing, or its sha256 differs): its pairs
+    leave every annotator's queue until a restart of the app finds the file again."""
+    unavailable_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
 
     pairs: Mapped[list["Pair"]] = relationship(back_populates="image")
 
 
 class Pair(Base):
     __tablename__ = "pairs"
-    __table_args__ = (UniqueConstraint("image_id", "p1_row", "p1_col", "p2_row", "p2_col"),)
+    __table_args__ = (
+        UniqueConstraint("image_id", "p1_row", "p1_col", "p2_row", "p2_col"),
+        # Finds the few gold pairs among 100,000s without scanning (the annotation queue).
+        Index("ix_pairs_gold_status", "is_gold", "status"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
     p1_row: Mapped[int] = mapped_column(Integer)
@@ -193,3 +203,37 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     pair_id: Mapped[Optional[int]] = mapped_column(ForeignKey("pairs.id"), nullable=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Presentation(Base):
+    """One pair shown to one annotator: the A/B order drawn when it was first shown, the
+    display it is on now (`token`, `shown_at`), and how it ended (answered or skipped).
+
+    Unique per (pair, annotator): a person is shown a pair once; only undo shows it again.
+    """
+
+    __tablename__ = "presentations"
+    __table_args__ = (
+        UniqueConstraint("pair_id", "annotator"),
+        Index("ix_presentations_annotator_pair", "annotator", "pair_id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id"))
+    annotator: Mapped[str] = mapped_column(String(128))
+    swapped: Mapped[bool] = mapped_column(Boolean, default=False)
+    """True when point2 is shown as A."""
+    gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Served as a gold question (counts toward the annotator's gold rate)."""
+    counted: Mapped[bool] = mapped_column(Boolean, default=True)
+    """False for a settled gold pair: the answer is a quality check, not a vote."""
+    shown_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    """When the current display began (seconds spent are counted from here)."""
+    answered_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
+    token: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
+    """Names the current display: an answer must carry it, so one given to anything else
+    (an older window, a pair replaced meanwhile) is refused."""
+    skipped_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
+    """Set by a neutral skip: the pair went back to the pool without a vote."""
+    reopened_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime, nullable=True)
+    """Set by undo: the annotator took their answer back and owes a new one, so the pair
+    stays theirs to answer even if their claim on it lapses."""

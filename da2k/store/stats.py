@@ -1,4 +1,5 @@
-"""`da2k stats`: what the store holds, how the experts agree, how far the humans got."""
+"""`da2k stats`: what the store holds, how the experts agree, how far the humans got, and
+which images the annotation app found missing or changed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from da2k.store.core import Store
 from da2k.store.schema import PAIR_STATUSES, ExpertImage, ExpertRun, ExpertVote, HumanVote, Image, Pair
 
 
-def _kappa(a: list[str], b: list[str]) -> Optional[float]:
+def cohen_kappa(a: list[str], b: list[str]) -> Optional[float]:
     """Cohen's kappa (scikit-learn); None where undefined (both raters constant)."""
     from sklearn.metrics import cohen_kappa_score
 
@@ -60,7 +61,7 @@ def agreement(store: Store) -> list[dict[str, Any]]:
                 "b": labels[b],
                 "pairs": len(shared),
                 "agreement": sum(x == y for x, y in zip(la, lb)) / len(shared) if shared else None,
-                "kappa": _kappa(la, lb) if shared else None,
+                "kappa": cohen_kappa(la, lb) if shared else None,
             }
         )
     return rows
@@ -92,6 +93,19 @@ def store_stats(store: Store) -> dict[str, Any]:
             )
         ).all()
         voted_pairs = s.scalar(select(func.count(func.distinct(HumanVote.pair_id)))) or 0
+        unavailable = [
+            {"path": im.path, "root": im.root, "reason": im.unavailable, "since": str(im.unavailable_at)[:19]}
+            for im in s.scalars(select(Image).where(Image.unavailable.is_not(None)).order_by(Image.id))
+        ]
+        unavailable_pairs = (
+            s.scalar(
+                select(func.count())
+                .select_from(Pair)
+                .join(Image, Pair.image_id == Image.id)
+                .where(Image.unavailable.is_not(None), Pair.status == "needs_human")
+            )
+            or 0
+        )
     by_status = {status: sum(row.get(status, 0) for row in by_status_scenario.values()) for status in PAIR_STATUSES}
     annotators: dict[str, dict[str, Any]] = {}
     for name, answer, is_gold, reference, seconds in human:
@@ -108,7 +122,12 @@ def store_stats(store: Store) -> dict[str, Any]:
     return {
         "database": store.engine.url.render_as_string(hide_password=True),
         "schema_version": store.schema_version,
-        "images": {"total": sum(images_by_scenario.values()), "by_scenario": dict(sorted(images_by_scenario.items()))},
+        "images": {
+            "total": sum(images_by_scenario.values()),
+            "by_scenario": dict(sorted(images_by_scenario.items())),
+            "unavailable": unavailable,
+            "unavailable_waiting_pairs": unavailable_pairs,
+        },
         "pairs": {
             "total": sum(by_status.values()),
             "by_status": by_status,
@@ -143,6 +162,13 @@ def format_stats(stats: dict[str, Any]) -> str:
     lines = [f"database {stats['database']} (schema v{stats['schema_version']})"]
     images = stats["images"]
     lines.append(f"images: {images['total']}  " + "  ".join(f"{k}={v}" for k, v in images["by_scenario"].items()))
+    if images["unavailable"]:
+        lines.append(
+            f"images the annotation app cannot show: {len(images['unavailable'])} "
+            f"({images['unavailable_waiting_pairs']} waiting pairs held back until the files are back)"
+        )
+        for im in images["unavailable"][:20]:
+            lines.append(f"  {im['path']}: {im['reason']} (since {im['since']})")
     pairs = stats["pairs"]
     lines.append(
         f"pairs: {pairs['total']} (gold {pairs['gold']})  "
