@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 from tqdm.auto import tqdm
 
@@ -131,26 +131,29 @@ def _write_batch(s: Session, batch: list[tuple[SourceImage, list]], root: Path, 
             s.flush()
         stored = select(Pair.p1_row, Pair.p1_col, Pair.p2_row, Pair.p2_col).where(Pair.image_id == image.id)
         have = {frozenset(((r1, c1), (r2, c2))) for r1, c1, r2, c2 in s.execute(stored)}
+        rows = []
         for p1, p2, answer in pairs:
             if frozenset((p1, p2)) in have or p1 == p2:
                 counts.existing += 1
                 continue
             have.add(frozenset((p1, p2)))
-            s.add(
-                Pair(
-                    image_id=image.id,
-                    p1_row=p1[0],
-                    p1_col=p1[1],
-                    p2_row=p2[0],
-                    p2_col=p2[1],
-                    source="imported",
-                    status=status,
-                    is_gold=True,
-                    reference_answer=answer,
-                    answer=answer if status == "resolved" else None,
-                )
+            rows.append(
+                {
+                    "image_id": image.id,
+                    "p1_row": p1[0],
+                    "p1_col": p1[1],
+                    "p2_row": p2[0],
+                    "p2_col": p2[1],
+                    "source": "imported",
+                    "status": status,
+                    "is_gold": True,
+                    "reference_answer": answer,
+                    "answer": answer if status == "resolved" else None,
+                }
             )
-            counts.added += 1
+        if rows:  # one statement per image: the write lock is held for milliseconds, not seconds
+            s.execute(insert(Pair), rows)
+        counts.added += len(rows)
 
 
 def _counted(images: Iterator[SourceImage], counts: _Counts) -> Iterator[SourceImage]:

@@ -194,3 +194,29 @@ def stored_answer(shown_answer: str, swapped: bool) -> str:
     if shown_answer == "unsure":
         return "unsure"
     return "point1" if (shown_answer == "A") != swapped else "point2"
+
+
+def write_many_pairs_benchmark(
+    root: Path, n_images: int, pairs_per_image: int, size: tuple[int, int] = (48, 64)
+) -> Path:
+    """A DA-2K-format folder with `n_images` tiny PNGs and `pairs_per_image` distinct pairs
+    on each (point1 walks the first pixels, point2 pixels further on): an import workload."""
+    import json
+
+    height, width = size
+    assert 2 * pairs_per_image <= height * width - pairs_per_image
+    annotations = {}
+    for i in range(n_images):
+        key = f"images/indoor/many{i:05d}.png"  # lossless, so every image differs
+        (root / key).parent.mkdir(parents=True, exist_ok=True)
+        PILImage.new("RGB", (width, height), (i % 256, 90, 160)).save(root / key)
+        annotations[key] = [
+            {
+                "point1": list(divmod(k, width)),
+                "point2": list(divmod(k + 2 * pairs_per_image, width)),
+                "closer_point": "point1",
+            }
+            for k in range(pairs_per_image)
+        ]
+    (root / "annotations.json").write_text(json.dumps(annotations))
+    return root

@@ -149,8 +149,14 @@ def _vote_rows(s: Session) -> list[Any]:
 
 def _per_annotator(rows: Iterable[Any], skips: dict[str, int]) -> dict[str, dict[str, Any]]:
     people: dict[str, dict[str, Any]] = {}
+
+    def entry(name: str) -> dict[str, Any]:
+        return people.setdefault(name, {"answers": 0, "unsure": 0, "active_s": 0.0, "gold": 0, "gold_correct": 0})
+
+    for name in skips:
+        entry(name)
     for _, name, answer, seconds, _, is_gold, reference, _ in rows:
-        e = people.setdefault(name, {"answers": 0, "unsure": 0, "active_s": 0.0, "gold": 0, "gold_correct": 0})
+        e = entry(name)
         e["answers"] += 1
         e["unsure"] += answer == "unsure"
         e["active_s"] += min(seconds or 0.0, ACTIVE_SECONDS_CAP)
