@@ -8,6 +8,7 @@ is one HTML view, replaced as a whole; keys and clicks reach the server only thr
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 KEYS_JS = (Path(__file__).parent / "assets" / "keys.js").read_text(encoding="utf-8")
 MISSING_IN_A_ROW = 50
 """Pairs whose image cannot be shown skipped for one request before giving up."""
+_COUNTERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="da2k-progress")
 WELCOME = "Type your name and press <b>Start</b> (or Enter). Then answer with the keys below."
 
 
@@ -56,19 +58,22 @@ class AnnotateTab:
                     "New pairs appear here when others skip pairs or new images are mined."
                 )
                 return {"name": name, "pair": None}, empty_view(name, ann.progress(self.ctx.store, name), note, message)
+            # The progress counts (a database read) run while the pictures are drawn.
+            counting = _COUNTERS.submit(ann.progress, self.ctx.store, name)
             try:
                 pictures = self.ctx.images.pictures(
                     shown.image_root, shown.image_path, shown.image_sha256, shown.a, shown.b
                 )
             except ImageProblem as exc:
+                counting.cancel()
                 log.warning("pair %s not shown: %s", shown.pair_id, exc)
                 ann.mark_unavailable(self.ctx.store, shown.image_id, exc.reason)
                 ann.release(self.ctx.store, name, forget=True)
                 note = f"{shown.image_path}: {exc.reason}; taken out of the queue (see Stats). {note}".strip()
                 shown = self._next(name)
                 continue
-            progress = ann.progress(self.ctx.store, name)
-            view = task_view(name, shown.pair_id, shown.scenario, shown.gold, shown.token, pictures, progress, note)
+            progress = counting.result()
+            view = task_view(name, shown.pair_id, shown.scenario, shown.token, pictures, progress, note)
             return {"name": name, "pair": shown.pair_id}, view
         return {"name": name, "pair": None}, blank(note, "Many images are missing or changed: see the Stats tab.")
 

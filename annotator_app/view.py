@@ -105,9 +105,9 @@ def progress_bar(name: str, progress: Optional[Progress], extra: str = "") -> st
 
 
 def task_view(
-    name: str, pair_id: int, scenario: str, gold: bool, token: str, pictures: Pictures, progress: Progress, note: str
+    name: str, pair_id: int, scenario: str, token: str, pictures: Pictures, progress: Progress, note: str
 ) -> str:
-    """A pair to answer."""
+    """A pair to answer (nothing on it says whether it is a gold question)."""
     about = f'<span class="da2k-pair">pair {pair_id} · {esc(scenario)}</span>'
     return (
         f'<div class="da2k-view" data-da2k-view="task" data-token="{esc(token)}" data-pair="{pair_id}" '

@@ -41,13 +41,27 @@ class Progress:
     """Pairs waiting for answers, for everyone (on images that can be shown)."""
 
 
-def _waiting(s: Session, with_pairs: Any = None) -> int:
+def _unavailable_ids(s: Session) -> list[int]:
+    return list(s.scalars(select(Image.id).where(Image.unavailable.is_not(None))))
+
+
+def _waiting(s: Session, gone: list[int]) -> int:
     """Pairs waiting for humans on showable images. The usual case (no unavailable image)
     is answered from the status index alone."""
-    gone = list(s.scalars(select(Image.id).where(Image.unavailable.is_not(None))))
     query = select(func.count()).select_from(Pair).where(Pair.status == "needs_human")
-    if with_pairs is not None:
-        query = query.where(with_pairs)
+    if gone:
+        query = query.where(Pair.image_id.not_in(gone))
+    return s.scalar(query) or 0
+
+
+def _seen_waiting(s: Session, name: str, gone: list[int]) -> int:
+    """Of those, the ones this annotator has been shown (walks their presentations only)."""
+    query = (
+        select(func.count())
+        .select_from(Presentation)
+        .join(Pair, Pair.id == Presentation.pair_id)
+        .where(Presentation.annotator == name, Pair.status == "needs_human")
+    )
     if gone:
         query = query.where(Pair.image_id.not_in(gone))
     return s.scalar(query) or 0
@@ -56,7 +70,7 @@ def _waiting(s: Session, with_pairs: Any = None) -> int:
 def waiting_count(store: Store) -> int:
     """Pairs waiting for human answers (on images that can be shown)."""
     with store.read() as s:
-        return _waiting(s)
+        return _waiting(s, _unavailable_ids(s))
 
 
 def local_midnight_utc(now: Optional[dt.datetime] = None) -> dt.datetime:
@@ -69,10 +83,10 @@ def local_midnight_utc(now: Optional[dt.datetime] = None) -> dt.datetime:
 def progress(store: Store, annotator: str) -> Progress:
     """Answered today, left for this annotator, waiting overall (three counts, one read)."""
     name = normalize_name(annotator)
-    seen = exists().where(Presentation.pair_id == Pair.id, Presentation.annotator == name)
     with store.read() as s:
-        waiting = _waiting(s)
-        seen_waiting = _waiting(s, seen)
+        gone = _unavailable_ids(s)
+        waiting = _waiting(s, gone)
+        seen_waiting = _seen_waiting(s, name, gone)
         today = s.scalar(
             select(func.count())
             .select_from(HumanVote)

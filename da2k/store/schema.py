@@ -157,7 +157,10 @@ class ExpertVote(Base):
 
 class HumanVote(Base):
     __tablename__ = "human_votes"
-    __table_args__ = (UniqueConstraint("pair_id", "annotator"),)
+    __table_args__ = (
+        UniqueConstraint("pair_id", "annotator"),
+        Index("ix_human_votes_annotator_time", "annotator", "created_at"),  # one person's answers today
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id"), index=True)
     annotator: Mapped[str] = mapped_column(String(128))

@@ -12,7 +12,7 @@ import logging
 
 from sqlalchemy import Connection, Table, inspect, update
 
-from da2k.store.schema import SCHEMA_VERSION, Image, Pair, Presentation, SchemaVersion
+from da2k.store.schema import SCHEMA_VERSION, HumanVote, Image, Pair, Presentation, SchemaVersion
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def upgrade(conn: Connection, version: int) -> int:
     if version < 2:
         for table, names in _ADDED_IN_2.items():
             _add_columns(conn, table, names)
-        for table in (Pair.__table__, Presentation.__table__):
+        for table in (Pair.__table__, Presentation.__table__, HumanVote.__table__):
             for index in table.indexes:
                 index.create(conn, checkfirst=True)
     conn.execute(update(SchemaVersion).where(SchemaVersion.id == 1).values(version=SCHEMA_VERSION))
