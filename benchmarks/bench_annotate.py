@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import json
 import random
 import statistics
 import subprocess
@@ -42,7 +41,10 @@ from sqlalchemy import insert, update
 from da2k.store import AuditEvent, HumanVote, Image, Pair, Presentation, Store
 from da2k.store.annotate import answer_pair, next_pair, progress
 
-PHOTO = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "demo01.jpg"
+TESTS = Path(__file__).resolve().parents[1] / "tests"
+PHOTO = TESTS / "fixtures" / "demo01.jpg"
+sys.path.insert(0, str(TESTS))  # the tests' own workload and browser driver
+from annotate_helpers import import_command, write_many_pairs_benchmark  # noqa: E402
 
 
 def _pair_rows(n_pairs: int, settled: int, per_image: int, now: dt.datetime) -> list[dict]:
@@ -174,34 +176,10 @@ def annotate_while(store: Store, names: list[str], n: int, keep_going=lambda: Tr
     return times
 
 
-def many_pairs_benchmark(root: Path, n_pairs: int, per_image: int = 500) -> Path:
-    """A DA-2K-format folder of tiny PNGs with `per_image` distinct pairs each."""
-    annotations = {}
-    for i in range(max(1, n_pairs // per_image)):
-        key = f"images/indoor/import{i:05d}.png"
-        (root / key).parent.mkdir(parents=True, exist_ok=True)
-        PILImage.new("RGB", (64, 48), (i % 256, i // 256 % 256, 90)).save(root / key)
-        annotations[key] = [
-            {"point1": list(divmod(k, 64)), "point2": list(divmod(k + 2 * per_image, 64)), "closer_point": "point1"}
-            for k in range(per_image)
-        ]
-    (root / "annotations.json").write_text(json.dumps(annotations))
-    return root
-
-
 def time_under_import(store: Store, db: Path, tmp: Path, n_pairs: int) -> None:
-    bench = many_pairs_benchmark(tmp / "import", n_pairs)
-    command = [
-        sys.executable,
-        "-c",
-        "from da2k.cli import main; main()",
-        "import-benchmark",
-        str(bench),
-        "--db",
-        str(db),
-    ]
+    bench = write_many_pairs_benchmark(tmp / "import", max(1, n_pairs // 500), 500)
     t0 = time.perf_counter()
-    importer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    importer = subprocess.Popen(import_command(bench, db), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     waits = annotate_while(store, ["imp-a", "imp-b"], 100_000, keep_going=lambda: importer.poll() is None)
     out, _ = importer.communicate()
     print(f"import of {n_pairs:,} pairs: {out.decode().strip()} in {time.perf_counter() - t0:.1f} s")
@@ -225,8 +203,7 @@ def photo_files(store: Store, root: Path, first_pair: int, n_images: int, per_im
 
 
 def time_browser(db: Path, photos: Path, answers: int) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from annotate_helpers import browser_page, serving, start_as, wait_ready  # the tests' own driver
+    from annotate_helpers import browser_page, serving, start_as, wait_ready
     from playwright.sync_api import sync_playwright
 
     with serving(db, images_root=photos, gold_rate=0.0) as url, sync_playwright() as p:

@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import socket
+import sys
 from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
+import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
@@ -102,7 +104,22 @@ def file_sha256(path: Path) -> str:
 # The app in a real browser -------------------------------------------------------------
 
 READY = "[data-da2k-view=task].da2k-ready"
+BROWSER_MARKS = [
+    pytest.mark.slow,
+    # Gradio's queue calls pandas options that pandas 3 deprecates; not ours to fix.
+    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword is deprecated"),
+]
 NAME_BOX = "#da2k-name textarea, #da2k-name input"
+
+
+def browser_api():
+    """Playwright's sync API; skips the calling module without gradio, playwright or chromium."""
+    from browser import require_chromium
+
+    pytest.importorskip("gradio")
+    api = pytest.importorskip("playwright.sync_api")
+    require_chromium()
+    return api
 
 
 def free_port() -> int:
@@ -220,3 +237,8 @@ def write_many_pairs_benchmark(
         ]
     (root / "annotations.json").write_text(json.dumps(annotations))
     return root
+
+
+def import_command(bench: Path, db: Path) -> list[str]:
+    """`da2k import-benchmark BENCH --db DB`, to run in a process of its own."""
+    return [sys.executable, "-c", "from da2k.cli import main; main()", "import-benchmark", str(bench), "--db", str(db)]

@@ -7,7 +7,9 @@ import hashlib
 
 import pytest
 from annotate_helpers import (
+    BROWSER_MARKS,
     answer_stored,
+    browser_api,
     browser_page,
     seed_store,
     serving,
@@ -16,7 +18,6 @@ from annotate_helpers import (
     votes_of,
     wait_ready,
 )
-from browser import require_chromium
 from click.testing import CliRunner
 from PIL import Image as PILImage
 from sqlalchemy import select
@@ -24,15 +25,8 @@ from sqlalchemy import select
 from da2k.cli import main
 from da2k.store import Image, Pair, Presentation, Review, Store
 
-pytest.importorskip("gradio")
-sync_api = pytest.importorskip("playwright.sync_api")
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword is deprecated"),
-]
-
-require_chromium()
+sync_api = browser_api()
+pytestmark = BROWSER_MARKS
 
 
 def image_of(db, pair_id: int) -> Image:

@@ -13,12 +13,11 @@ import collections
 import multiprocessing
 import random
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
-from annotate_helpers import seed_store, write_many_pairs_benchmark
+from annotate_helpers import import_command, seed_store, write_many_pairs_benchmark
 from sqlalchemy import select
 
 from da2k.errors import Da2kError
@@ -108,16 +107,7 @@ def test_an_import_of_100000_pairs_never_holds_up_two_annotators(tmp_path):
     db = tmp_path / "busy.db"
     with Store(db) as store:
         seed_store(store, 400, pairs_per_image=20)
-    command = [
-        sys.executable,
-        "-c",
-        "from da2k.cli import main; main()",
-        "import-benchmark",
-        str(bench),
-        "--db",
-        str(db),
-    ]
-    importer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    importer = subprocess.Popen(import_command(bench, db), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     waits: dict[str, list[float]] = {"ann": [], "bob": []}
     answered: dict[str, list[int]] = {"ann": [], "bob": []}
     errors: list[BaseException] = []

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import pytest
 from annotate_helpers import (
+    BROWSER_MARKS,
     NAME_BOX,
     READY,
+    browser_api,
     browser_page,
     seed_store,
     serving,
@@ -21,22 +23,13 @@ from annotate_helpers import (
     votes_of,
     wait_ready,
 )
-from browser import require_chromium
 from sqlalchemy import func, select
 
 from da2k.store import HumanVote, Pair, Presentation, Store
 from da2k.store.annotate import progress
 
-pytest.importorskip("gradio")
-sync_api = pytest.importorskip("playwright.sync_api")
-
-# Gradio's queue calls pandas options that pandas 3 deprecates; not ours to fix.
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.filterwarnings("ignore:.*no_silent_downcasting", "ignore:The copy keyword is deprecated"),
-]
-
-require_chromium()
+sync_api = browser_api()
+pytestmark = BROWSER_MARKS
 
 
 @pytest.fixture(scope="module")
