@@ -1,6 +1,7 @@
 """The annotation API in one namespace, as the annotation app uses it.
 
-The queue (`queue.py`: what a person sees next, answers, skips; `undo.py`), review
+The queue (`queue.py`: what a person sees next, and their answers; `undo.py`: skips and undo;
+`settle.py`: when answers settle a pair), review
 (`review.py`), images and hand-picked pairs (`catalog.py`) and the numbers (`annotation_stats.py`)
 live in their own modules; this one gathers them so the app imports the store through one name.
 """
@@ -30,15 +31,14 @@ from da2k.store.queue import (
     Shown,
     StaleAnswer,
     answer_pair,
-    majority_needed,
     next_pair,
     normalize_name,
     release,
-    skip_pair,
 )
 from da2k.store.review import decide_pair, pair_trail, review_queue
 from da2k.store.schema import Presentation
-from da2k.store.undo import undo_last
+from da2k.store.settle import majority_needed
+from da2k.store.undo import skip_pair, undo_last
 
 __all__ = [
     "MIN_ACTIVE_SECONDS",

@@ -8,9 +8,8 @@ the annotator has now (`StaleAnswer` otherwise: nothing is written), in the pair
 with `swapped` set, by one write transaction that also settles the pair, so every answer is
 committed before the next pair is handed out.
 
-Settling: a pair collects `votes_per_pair` answers; a strict majority (more than half) naming
-one point resolves it, anything else is a conflict that goes to review (status `discarded`
-with human votes and no `Review` row yet). Gold questions are pairs with a known
+Settling (`settle.py`): a pair collects `votes_per_pair` answers; a strict majority resolves
+it, anything else goes to review. Gold questions are pairs with a known
 `reference_answer` (audited `auto_agreed` pairs waiting in `needs_human`, imported benchmark
 pairs); they are mixed into each annotator's stream at `gold_rate`. Answers on gold pairs that
 are already settled are quality checks only and never change the pair. Pairs whose image the
@@ -34,6 +33,7 @@ from da2k.errors import Da2kError
 from da2k.store.core import Store
 from da2k.store.ops import log_event
 from da2k.store.schema import Claim, HumanVote, Image, Pair, Presentation, utcnow
+from da2k.store.settle import settle
 from da2k.store.writes import retry_busy
 
 SHOWN_ANSWERS = ("A", "B", "unsure")
@@ -85,11 +85,6 @@ class Answered:
     answer: str
     """In the stored order: `point1`, `point2` or `unsure`."""
     seconds: float
-
-
-def majority_needed(votes_per_pair: int) -> int:
-    """Answers that must name one point to resolve a pair: more than half."""
-    return votes_per_pair // 2 + 1
 
 
 def available() -> Any:
@@ -270,7 +265,7 @@ def next_pair(
     return None
 
 
-def _check_current(s: Session, pres: Presentation, token: Optional[str], min_seconds: float, now: dt.datetime) -> None:
+def check_current(s: Session, pres: Presentation, token: Optional[str], min_seconds: float, now: dt.datetime) -> None:
     """Refuse (StaleAnswer) an answer to anything but the display the annotator has now."""
     pair_id, annotator = pres.pair_id, pres.annotator
     if pres.skipped_at is not None:
@@ -288,21 +283,6 @@ def _check_current(s: Session, pres: Presentation, token: Optional[str], min_sec
         raise StaleAnswer(
             f"an answer {seconds:.2f} s after pair {pair_id} appeared is too quick to be about it; nothing was stored"
         )
-
-
-def settle(s: Session, pair: Pair, votes_per_pair: int) -> None:
-    """Resolve `pair` once it has `votes_per_pair` answers: a strict majority naming one
-    point resolves it, anything else sends it to review (audited either way)."""
-    answers = list(s.scalars(select(HumanVote.answer).where(HumanVote.pair_id == pair.id)))
-    if len(answers) < votes_per_pair:
-        return
-    c1, c2 = answers.count("point1"), answers.count("point2")
-    needed = majority_needed(votes_per_pair)
-    if max(c1, c2) >= needed and c1 != c2:
-        pair.status, pair.answer = "resolved", "point1" if c1 > c2 else "point2"
-    else:
-        pair.status, pair.answer = "discarded", None
-    log_event(s, "resolution", pair.status, pair.id, answer=pair.answer, point1=c1, point2=c2, votes=len(answers))
 
 
 def _store_vote(s: Session, pair: Pair, pres: Presentation, shown_answer: str, now: dt.datetime) -> tuple[str, float]:
@@ -371,7 +351,7 @@ def answer_pair(
             if pres.answered_at is not None:
                 raise Da2kError(f"{annotator} already answered pair {pair_id}")
             now = utcnow()
-            _check_current(s, pres, token, min_seconds, now)
+            check_current(s, pres, token, min_seconds, now)
             s.execute(delete(Claim).where(Claim.annotator == annotator))
             if not open_for(pair, pres):
                 return None  # committed: the claim is released
@@ -387,25 +367,6 @@ def answer_pair(
     if done is None:
         raise Da2kError(f"pair {pair_id} was settled by others meanwhile; your answer was not needed")
     return done
-
-
-def skip_pair(store: Store, annotator: str, pair_id: int, *, token: Optional[str] = None) -> None:
-    """A neutral skip: the pair on this annotator's screen goes back to the pool without a
-    vote (others get it; they are not shown it again). Undo takes a skip back too."""
-    annotator = normalize_name(annotator)
-
-    def work() -> None:
-        with store.write() as s:
-            pres = presentation_of(s, pair_id, annotator)
-            if pres is None or pres.answered_at is not None:
-                raise StaleAnswer(f"pair {pair_id} is not waiting for your answer; nothing was skipped")
-            now = utcnow()
-            _check_current(s, pres, token, 0.0, now)
-            pres.skipped_at = now
-            s.execute(delete(Claim).where(Claim.annotator == annotator))
-            log_event(s, annotator, "skip", pair_id, seconds=round((now - pres.shown_at).total_seconds(), 3))
-
-    retry_busy(work)
 
 
 def release(store: Store, annotator: str, *, forget: bool = False) -> None:

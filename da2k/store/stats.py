@@ -10,6 +10,7 @@ import warnings
 from typing import Any, Optional
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from da2k.store.core import Store
 from da2k.store.schema import PAIR_STATUSES, ExpertImage, ExpertRun, ExpertVote, HumanVote, Image, Pair
@@ -67,6 +68,17 @@ def agreement(store: Store) -> list[dict[str, Any]]:
     return rows
 
 
+def _unavailable(s: Session) -> tuple[list[dict[str, Any]], int]:
+    """Images the annotation app found missing or changed, and the waiting pairs they hold back."""
+    images = [
+        {"path": im.path, "root": im.root, "reason": im.unavailable, "since": str(im.unavailable_at)[:19]}
+        for im in s.scalars(select(Image).where(Image.unavailable.is_not(None)).order_by(Image.id))
+    ]
+    held_back = select(func.count()).select_from(Pair).join(Image, Pair.image_id == Image.id)
+    held_back = held_back.where(Image.unavailable.is_not(None), Pair.status == "needs_human")
+    return images, s.scalar(held_back) or 0
+
+
 def store_stats(store: Store) -> dict[str, Any]:
     """Everything `da2k stats` prints, as JSON-ready data."""
     with store.read() as s:
@@ -93,19 +105,7 @@ def store_stats(store: Store) -> dict[str, Any]:
             )
         ).all()
         voted_pairs = s.scalar(select(func.count(func.distinct(HumanVote.pair_id)))) or 0
-        unavailable = [
-            {"path": im.path, "root": im.root, "reason": im.unavailable, "since": str(im.unavailable_at)[:19]}
-            for im in s.scalars(select(Image).where(Image.unavailable.is_not(None)).order_by(Image.id))
-        ]
-        unavailable_pairs = (
-            s.scalar(
-                select(func.count())
-                .select_from(Pair)
-                .join(Image, Pair.image_id == Image.id)
-                .where(Image.unavailable.is_not(None), Pair.status == "needs_human")
-            )
-            or 0
-        )
+        unavailable, unavailable_pairs = _unavailable(s)
     by_status = {status: sum(row.get(status, 0) for row in by_status_scenario.values()) for status in PAIR_STATUSES}
     annotators: dict[str, dict[str, Any]] = {}
     for name, answer, is_gold, reference, seconds in human:

@@ -1,4 +1,5 @@
-"""Undo: an annotator takes back their latest answer or skip and is shown that pair again.
+"""Skip and undo: a pair goes back without a vote; an annotator takes back their latest answer
+or skip and is shown that pair again.
 
 The taken-back pair is the one exception to "a person is shown a pair once": it is marked
 `reopened_at` and stays theirs to answer, even when their claim on it lapses (`next_pair`
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from da2k.errors import Da2kError
 from da2k.store.core import Store
 from da2k.store.ops import log_event
-from da2k.store.queue import Shown, normalize_name, open_for, presentation_of, start_display
+from da2k.store.queue import Shown, StaleAnswer, check_current, normalize_name, open_for, presentation_of, start_display
 from da2k.store.schema import Claim, HumanVote, Pair, Presentation, Review, utcnow
 from da2k.store.writes import retry_busy
 
@@ -96,3 +97,22 @@ def undo_last(store: Store, annotator: str, *, ttl_seconds: float = 600.0) -> Op
             return start_display(pair, pres, now, expires)
 
     return retry_busy(work)
+
+
+def skip_pair(store: Store, annotator: str, pair_id: int, *, token: Optional[str] = None) -> None:
+    """A neutral skip: the pair on this annotator's screen goes back to the pool without a
+    vote (others get it; they are not shown it again). Undo takes a skip back too."""
+    annotator = normalize_name(annotator)
+
+    def work() -> None:
+        with store.write() as s:
+            pres = presentation_of(s, pair_id, annotator)
+            if pres is None or pres.answered_at is not None:
+                raise StaleAnswer(f"pair {pair_id} is not waiting for your answer; nothing was skipped")
+            now = utcnow()
+            check_current(s, pres, token, 0.0, now)
+            pres.skipped_at = now
+            s.execute(delete(Claim).where(Claim.annotator == annotator))
+            log_event(s, annotator, "skip", pair_id, seconds=round((now - pres.shown_at).total_seconds(), 3))
+
+    retry_busy(work)
