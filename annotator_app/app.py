@@ -90,7 +90,8 @@ def _name_row(ctx: Context) -> tuple[gr.Textbox, gr.Button, dict[str, Any]]:
 
 def _layout(ctx: Context) -> AnnotatorBlocks:
     annotate, review, pick, stats = AnnotateTab(ctx), ReviewTab(ctx), PickTab(ctx), StatsTab(ctx)
-    with AnnotatorBlocks(title="da2k annotate", analytics_enabled=False) as app:
+    # delete_cache: the Pick tab's images are files in Gradio's cache; drop them after an hour.
+    with AnnotatorBlocks(title="da2k annotate", analytics_enabled=False, delete_cache=(600, 3600)) as app:
         name, start, confirm = _name_row(ctx)
         remembered = gr.BrowserState("", storage_key="da2k-annotator")
         with gr.Tabs():

@@ -182,7 +182,7 @@ def review_empty(note: str, message: str) -> str:
 
 def trail_sentence(event: dict[str, Any], swapped: bool) -> str:
     """One audit event in words, with stored points named as this review shows them."""
-    shown = {"point1": "B" if swapped else "A", "point2": "A" if swapped else "B", "unsure": "can't tell"}
+    shown = {"point1": "B" if swapped else "A", "point2": "A" if swapped else "B", "unsure": "unsure"}
     d, who, action = event["detail"] or {}, event["actor"], event["action"]
     at = str(event["at"])[:19]
     said = ANSWER_WORDS.get(shown.get(d.get("answer") or "", ""), "")
