@@ -9,6 +9,7 @@ from people is escaped here; nothing of it is interpreted as HTML.
 from __future__ import annotations
 
 import html
+import secrets
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -43,6 +44,11 @@ REVIEW_LEGEND = (
     "<kbd>z</kbd> zoom · type a note first, <kbd>Esc</kbd> to leave the note box"
 )
 EMPTY_NOTE = "Nothing is waiting for you: the answer keys do nothing now (u still takes back your last answer)."
+
+
+def _nonce() -> str:
+    """Makes every view differ from the one before, so the page always re-renders and unlocks."""
+    return secrets.token_hex(4)
 
 
 def esc(text: Any) -> str:
@@ -128,7 +134,8 @@ def task_view(
 def empty_view(name: str, progress: Optional[Progress], note: str, message: str) -> str:
     """No pair on screen: before Start, or nothing left; keys say so instead of answering."""
     return (
-        f'<div class="da2k-view" data-da2k-view="task" data-token="" data-empty-note="{esc(EMPTY_NOTE)}">'
+        f'<div class="da2k-view" data-da2k-view="task" data-token="" data-view="{_nonce()}" '
+        f'data-empty-note="{esc(EMPTY_NOTE)}">'
         f"{progress_bar(name, progress)}"
         f'<div class="da2k-note" role="status">{esc(note)}</div>'
         f'<div class="da2k-empty">{message}</div>'
@@ -173,7 +180,7 @@ def review_view(
 
 def review_empty(note: str, message: str) -> str:
     return (
-        f'<div class="da2k-view" data-da2k-view="review" data-token="">'
+        f'<div class="da2k-view" data-da2k-view="review" data-token="" data-view="{_nonce()}">'
         f'<div class="da2k-note" role="status">{esc(note)}</div>'
         f'<div class="da2k-empty">{esc(message)}</div>'
         f'<div class="da2k-buttons" style="max-width: 232px">{_buttons(REVIEW_BUTTONS[-1:])}</div></div>'
