@@ -93,7 +93,7 @@ def store():
 @click.option("--into", required=True, help="Database to merge into (created if missing).")
 @user_errors
 def merge(sources, into):
-    """Merge stores written by separate shards (e.g. `da2k mine --shard i/n` on SQLite).
+    """Merge stores written by separate shards or annotation apps (matched on content; idempotent).
 
     \b
     da2k store merge shard0.db shard1.db --into da2k.db
