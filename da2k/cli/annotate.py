@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import socket
+
 import click
 
 from da2k.cli.errors import user_errors
 from da2k.cli.options import db_option
 from da2k.errors import Da2kError
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port something else listens on, before the app is built (Gradio would fail
+    later, with a traceback)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise Da2kError(f"--host {host}: {exc.strerror or exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the web server does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise Da2kError(
+                f"cannot listen on {host}:{port} ({exc.strerror}): another program uses the port; pass --port N"
+            ) from None
 
 
 @click.command()
@@ -65,6 +85,10 @@ def annotate(db, images_root, host, port, votes_per_pair, gold_rate, claim_ttl, 
     da2k annotate --db da2k.db --images-root photos/      then open http://127.0.0.1:7860
     da2k annotate --host 0.0.0.0 --auth team.txt --reviewers leads.txt
     """
+    from da2k.store import check_database
+
+    check_database(db, create=False)
+    _check_port(host, port)
     try:
         from da2k.annotator_app import build_app
     except ModuleNotFoundError as exc:

@@ -14,6 +14,16 @@ from da2k.cli.options import db_option, device_option, precision_option, workers
 DEFAULT_EXPERTS = ("v1-vitl", "marigold:prs-eth/marigold-depth-v1-1", "geowizard:lemonaddie/Geowizard", "vitl")
 
 
+def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int]:
+    from da2k.errors import Da2kError
+    from da2k.mining import parse_shard
+
+    try:
+        return parse_shard(value)
+    except Da2kError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command()
 @click.option(
     "--images",
@@ -23,7 +33,10 @@ DEFAULT_EXPERTS = ("v1-vitl", "marigold:prs-eth/marigold-depth-v1-1", "geowizard
     help="Folder of images (scanned recursively).",
 )
 @db_option
-@click.option("--scenario", help="Scenario of every image (default: the first sub-folder under --images).")
+@click.option(
+    "--scenario",
+    help="Scenario of every image (default: the first sub-folder under --images; images directly in it: its name).",
+)
 @click.option(
     "--pairs-per-image",
     default=2,
@@ -46,7 +59,7 @@ DEFAULT_EXPERTS = ("v1-vitl", "marigold:prs-eth/marigold-depth-v1-1", "geowizard
     "--min-margin",
     default=0.05,
     show_default=True,
-    type=float,
+    type=click.FloatRange(min=0),
     help="Smallest margin (|disparity difference| / the expert's disparity range on the image) for an automatic answer.",
 )
 @click.option(
@@ -65,7 +78,9 @@ DEFAULT_EXPERTS = ("v1-vitl", "marigold:prs-eth/marigold-depth-v1-1", "geowizard
     help="Segments for candidate points: SAM (pip install 'da2k[sam]') or scikit-image; auto tries SAM first.",
 )
 @click.option(
-    "--shard", help="INDEX/COUNT: mine only this share of the images (default: RANK/WORLD_SIZE under torchrun)."
+    "--shard",
+    callback=_shard,
+    help="INDEX/COUNT: mine only this share of the images (default: RANK/WORLD_SIZE under torchrun).",
 )
 @device_option
 @precision_option()
@@ -98,17 +113,16 @@ def mine(
         --expert 'geowizard:lemonaddie/Geowizard;ensemble_size=3' --expert 'precomputed:maps/;kind=depth'
     """
     from da2k.mining import mine as run_mine
-    from da2k.mining import parse_shard
-    from da2k.store import Store
+    from da2k.store import open_store
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    with Store(db) as store:
+    with open_store(db) as store:
         report = run_mine(
             store,
             Path(images),
             list(experts) or list(DEFAULT_EXPERTS),
             scenario=scenario,
-            shard=parse_shard(shard),
+            shard=shard,
             device=device,
             precision=precision,
             pairs_per_image=pairs_per_image,

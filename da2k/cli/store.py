@@ -17,10 +17,10 @@ from da2k.cli.options import db_option
 @user_errors
 def stats(db, as_json):
     """Images, pairs per status and scenario, expert agreement (Cohen's kappa), human progress."""
-    from da2k.store import Store
+    from da2k.store import open_store
     from da2k.store.stats import format_stats, store_stats
 
-    with Store(db, create=False) as store:
+    with open_store(db, create=False) as store:
         data = store_stats(store)
     click.echo(json.dumps(data, indent=1) if as_json else format_stats(data))
 
@@ -67,9 +67,9 @@ def export(db, out, copy, images_root):
 def import_benchmark(path, db, reannotate, extract_to, allow_scenario):
     """Load a DA-2K-format benchmark (folder or zip) into the store; its pairs can serve as gold."""
     from da2k.importing import import_benchmark as run_import
-    from da2k.store import Store
+    from da2k.store import open_store
 
-    with Store(db) as store:
+    with open_store(db) as store:
         report = run_import(
             store,
             Path(path),

@@ -17,18 +17,21 @@ import numpy as np
 
 from da2k.scoring import sample_bilinear, to_disparity
 
-CLOSER = ("point1", "point2", "tie")
+CLOSER = ("point1", "point2", "tie", "none")
+"""An expert's answer: the closer point, `tie` (equal values) or `none` (no answer: its output is
+not a finite number at a point, e.g. NaN; the pair then goes to humans)."""
 
 
 @dataclass(frozen=True)
 class Vote:
-    """One expert's vote on one pair: `closer` (point1, point2 or tie), its `margin` (see the
-    module docstring) and the disparity-like values it read at point1 and point2."""
+    """One expert's vote on one pair: `closer` (see `CLOSER`), its `margin` (see the module
+    docstring) and the disparity-like values it read at point1 and point2 (None where the
+    output was not finite)."""
 
     closer: str
     margin: float
-    value1: float
-    value2: float
+    value1: Optional[float]
+    value2: Optional[float]
 
 
 def expert_values(prediction: Any, points: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float]:
@@ -48,23 +51,31 @@ def expert_values(prediction: Any, points: np.ndarray, size: tuple[int, int]) ->
     return sampled, float(high - low)
 
 
+def _finite(value: float) -> Optional[float]:
+    return float(value) if np.isfinite(value) else None
+
+
 def vote(v1: float, v2: float, scale: float) -> Vote:
-    """One expert's vote from its values at point1 and point2; equal or non-finite values tie."""
-    if not (np.isfinite(v1) and np.isfinite(v2)) or v1 == v2:
+    """One expert's vote from its values at point1 and point2: equal values tie; a value that
+    is not finite (NaN, inf) is no answer (`none`), never an error: bad model output must not
+    stop mining."""
+    if not (np.isfinite(v1) and np.isfinite(v2)):
+        return Vote("none", 0.0, _finite(v1), _finite(v2))
+    if v1 == v2:
         return Vote("tie", 0.0, float(v1), float(v2))
-    margin = abs(v1 - v2) / scale if scale > 0 else 0.0
+    margin = abs(v1 - v2) / scale if np.isfinite(scale) and scale > 0 else 0.0
     return Vote("point1" if v1 > v2 else "point2", float(margin), float(v1), float(v2))
 
 
 def decide(votes: Sequence[Vote], min_margin: float) -> tuple[str, Optional[str]]:
     """(status, consensus) from every expert's vote on one pair.
 
-    `auto_agreed` iff every expert names the same closer point (a tie agrees with nothing)
-    and every margin is at least `min_margin`; otherwise `needs_human`. The consensus is the
-    shared answer when all agree (whatever the margins), else None.
+    `auto_agreed` iff every expert names the same closer point (a tie or no answer agrees with
+    nothing) and every margin is at least `min_margin`; otherwise `needs_human`. The consensus
+    is the shared answer when all agree (whatever the margins), else None.
     """
     answers = {v.closer for v in votes}
-    consensus = next(iter(answers)) if len(answers) == 1 and "tie" not in answers and votes else None
+    consensus = next(iter(answers)) if len(answers) == 1 and answers <= {"point1", "point2"} else None
     confident = all(v.margin >= min_margin for v in votes)
     return ("auto_agreed" if consensus is not None and confident else "needs_human"), consensus
 

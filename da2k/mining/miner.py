@@ -28,8 +28,9 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 from tqdm.auto import tqdm
 
+from da2k.benchmark import SCENARIOS
 from da2k.errors import Da2kError
-from da2k.images import decode_image
+from da2k.images import IMAGE_SUFFIXES, decode_image
 from da2k.images import scan_images as find_images
 from da2k.mining.consensus import expert_values, vote
 from da2k.mining.experts import Expert, load_experts
@@ -255,13 +256,13 @@ class Miner:
                     if isinstance(prepared, Exception):
                         raise prepared
                     prediction = expert.predictor.forward(prepared)
-                except Exception as exc:
+                    seconds = time.perf_counter() - started
+                    values, scale = expert_values(prediction, points, size)
+                except Exception as exc:  # a failing or malformed expert: report it, keep mining
                     log.warning("expert %s failed on %s: %s", expert.spec, prep.file.rel, exc)
                     report.failed.append((str(prep.file.path), f"{expert.spec}: {type(exc).__name__}: {exc}"))
                     continue
-                seconds = time.perf_counter() - started
                 report.expert_seconds[expert.spec] += seconds
-                values, scale = expert_values(prediction, points, size)
                 votes = {key: vote(float(values[2 * i]), float(values[2 * i + 1]), scale) for i, key in enumerate(keys)}
                 results[expert.run_id] = ExpertResult(seconds, votes)
         mined = MinedImage(
@@ -277,6 +278,21 @@ class Miner:
         report.add(counts)
 
 
+def _warn_flat_folder(root: Path, files: Sequence[ImageFile]) -> None:
+    """Images directly in the folder take its name as their scenario: say so, and how to set it."""
+    flat = [f for f in files if "/" not in f.rel]
+    if flat:
+        name = flat[0].scenario
+        log.warning(
+            "%d image(s) lie directly in %s, so their scenario is the folder's name, %r; to name it, "
+            "pass --scenario NAME (DA-2K's: %s) or sort them into sub-folders named after their scenarios",
+            len(flat),
+            root,
+            name,
+            ", ".join(SCENARIOS),
+        )
+
+
 def mine(
     store: Store,
     images: Path,
@@ -290,6 +306,10 @@ def mine(
 ) -> MineReport:
     """Mine `images` (a folder, scanned recursively) into `store`; see `Miner` for options."""
     scanned = scan_images(Path(images), scenario)
+    if not scanned:
+        raise Da2kError(f"no images under {images} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, recursively)")
+    if scenario is None:
+        _warn_flat_folder(Path(images), scanned)
     files = [f for f in scanned if in_shard(f.rel, shard)]
     if experts and isinstance(experts[0], str):
         experts = load_experts(store, experts, device=device, precision=precision)

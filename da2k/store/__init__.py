@@ -5,7 +5,7 @@ the miner, `da2k stats/export/import-benchmark/store merge` and the annotation a
 functions taking a `Store`. The annotation app's API is `da2k.store.annotate`.
 """
 
-from da2k.store.core import DEFAULT_DB, Store, database_url
+from da2k.store.core import DEFAULT_DB, Store, check_database, database_url, open_store
 from da2k.store.schema import (
     ANSWERS,
     HUMAN_ANSWERS,
@@ -44,5 +44,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SchemaVersion",
     "Store",
+    "check_database",
     "database_url",
+    "open_store",
 ]

@@ -24,7 +24,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from da2k.errors import Da2kError
-from da2k.store.core import Store, database_url
+from da2k.store.core import Store, check_database, database_url
 from da2k.store.ops import log_event
 from da2k.store.schema import (
     AuditEvent,
@@ -181,6 +181,8 @@ def merge_stores(sources: Sequence[str | Path], into: str | Path, *, actor: str 
     target_url = database_url(into)
     if any(database_url(src) == target_url for src in sources):
         raise Da2kError("--into must be a new or different database than the ones merged")
+    for source in sources:  # every source is usable before the target is created
+        check_database(source, create=False)
     report = MergeReport()
     target = Store(into)
     try:

@@ -146,11 +146,11 @@ class ExpertVote(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     pair_id: Mapped[int] = mapped_column(ForeignKey("pairs.id"), index=True)
     expert_run_id: Mapped[int] = mapped_column(ForeignKey("expert_runs.id"))
-    value1: Mapped[float] = mapped_column(Float)
-    """Disparity-like value (larger = closer) at point1."""
-    value2: Mapped[float] = mapped_column(Float)
+    value1: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    """Disparity-like value (larger = closer) at point1; null where the output was not finite."""
+    value2: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
     closer: Mapped[str] = mapped_column(String(8))
-    """`point1`, `point2` or `tie`."""
+    """`point1`, `point2`, `tie` or `none` (no answer: a value was not finite)."""
     margin: Mapped[float] = mapped_column(Float)
     """|value1 - value2| relative to the expert's disparity range on the image (2nd-98th pct)."""
 

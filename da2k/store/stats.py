@@ -99,6 +99,7 @@ def store_stats(store: Store) -> dict[str, Any]:
             run_images[run_id], run_seconds[run_id] = n, seconds
         per_vote_run = select(ExpertVote.expert_run_id, func.count()).group_by(ExpertVote.expert_run_id)
         run_votes = dict(s.execute(per_vote_run).all())
+        run_no_answer = dict(s.execute(per_vote_run.where(ExpertVote.closer == "none")).all())
         human = s.execute(
             select(HumanVote.annotator, HumanVote.answer, Pair.is_gold, Pair.reference_answer, HumanVote.seconds).join(
                 Pair, HumanVote.pair_id == Pair.id
@@ -142,6 +143,7 @@ def store_stats(store: Store) -> dict[str, Any]:
                 "checkpoint_sha256": run.checkpoint_sha256 or None,
                 "images": run_images.get(run.id, 0),
                 "votes": run_votes.get(run.id, 0),
+                "no_answer": run_no_answer.get(run.id, 0),
                 "seconds": float(run_seconds.get(run.id) or 0.0),
             }
             for run in runs
@@ -179,8 +181,10 @@ def format_stats(stats: dict[str, Any]) -> str:
     if stats["experts"]:
         lines.append("experts:")
         for e in stats["experts"]:
+            no_answer = f", {e['no_answer']} without an answer (not finite)" if e.get("no_answer") else ""
             lines.append(
-                f"  {e['name']}  ({e['kind']}, {e['images']} images, {e['votes']} votes, {e['seconds']:.1f} s)"
+                f"  {e['name']}  ({e['kind']}, {e['images']} images, {e['votes']} votes{no_answer}, "
+                f"{e['seconds']:.1f} s)"
             )
     if stats["agreement"]:
         lines.append("expert agreement (pairs, agreement, Cohen's kappa):")
