@@ -135,17 +135,17 @@ class Benchmark:
 
 def default_source() -> tuple[Path, str | None]:
     """DA-2K.zip from the hub dataset (cached by huggingface_hub) and the dataset commit it was
-    downloaded at; offline without a cached copy: a one-line error."""
-    from huggingface_hub import hf_hub_download
+    downloaded at; offline without a cached copy: a one-line error, at once (`hub_file`)."""
+    from da2k.models.hub import hub_file
 
+    advice = (
+        f"download it (about 681 MB, DA-2K licence) and pass it with --data PATH/{HUB_FILE} (the zip or "
+        "its extracted folder)"
+    )
     try:
-        path = Path(hf_hub_download(repo_id=HUB_REPO, repo_type="dataset", filename=HUB_FILE))
-    except Exception as exc:  # offline, no such cache entry, HTTP errors: all mean "fetch it yourself"
-        raise Da2kError(
-            f"cannot get {HUB_FILE} from the hub dataset {HUB_REPO} ({type(exc).__name__}); download it "
-            f"(about 681 MB, DA-2K licence) and pass it with --data PATH/{HUB_FILE} (the zip or its "
-            f"extracted folder)"
-        ) from None
+        path = hub_file(HUB_REPO, HUB_FILE, repo_type="dataset", advice=advice)
+    except ModelError as exc:
+        raise Da2kError(str(exc)) from None
     # huggingface_hub's cache layout is .../snapshots/<commit>/<file>
     revision = path.parent.name if re.fullmatch(r"[0-9a-f]{40}", path.parent.name) else None
     return path, revision

@@ -101,7 +101,7 @@ def _v2(enc: str) -> Variant:
         hub_repo=f"depth-anything/Depth-Anything-V2-{_SIZE_NAME[enc]}" if public else None,
         filename=f"depth_anything_v2_{enc}.pth",
         licence=APACHE if enc == "vits" else CC_BY_NC,
-        note="" if public else "Depth Anything V2 ViT-G weights have not been released.",
+        note="" if public else "Depth Anything V2 ViT-G weights have not been released",
     )
 
 
@@ -149,7 +149,7 @@ def _tiny() -> Variant:
         align_corners=True,
         input_size=224,
         licence=APACHE,
-        note="vit-tiny is a test/demo architecture with no released weights: pass --weights.",
+        note="vit-tiny is a test/demo architecture with no released weights",
     )
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import ModelError
+from .errors import ModelError, WeightsUnavailable
+from .hub import hub_file
 from .registry import Variant
 
 WEIGHTS_DIR_ENV = "DA2K_WEIGHTS_DIR"
@@ -50,17 +51,8 @@ def resolve_weights(variant: Variant, weights: str | os.PathLike | None = None) 
             return found
 
     if variant.hub_repo is None or variant.filename is None:
-        raise ModelError(f"{variant.note or f'{variant.name} has no public weights.'} Pass --weights PATH.")
-
-    from huggingface_hub import hf_hub_download
-
-    try:
-        return Path(hf_hub_download(repo_id=variant.hub_repo, filename=variant.filename))
-    except Exception as exc:  # offline, missing repo, network or auth failure: all user-fixable
-        raise ModelError(
-            f"cannot get {variant.filename} from the hub repo {variant.hub_repo} "
-            f"({type(exc).__name__}); download it and pass --weights PATH or put it in ${WEIGHTS_DIR_ENV}"
-        ) from None
+        raise WeightsUnavailable(variant.note or f"{variant.name} has no public weights", "pass --weights PATH")
+    return hub_file(variant.hub_repo, variant.filename)
 
 
 def checkpoint_source(variant: Variant, path: str | os.PathLike) -> str:
@@ -86,19 +78,41 @@ def remap_state_dict(state: dict) -> dict[str, torch.Tensor]:
     return state
 
 
+def _not_a_checkpoint(path: Path, exc: Exception) -> str:
+    """Why `path` could not be read as tensors, in one line (never PyTorch's advice to turn
+    off weights-only loading: that would run whatever code the file carries)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        return err.strerror or type(err).__name__
+    if not head:
+        return "the file is empty (an interrupted download or copy?)"
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" or path.suffix == ".safetensors"):
+        return "it is not a PyTorch or safetensors checkpoint"
+    if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+        return "it holds Python objects besides tensors; refused, as loading them could run code"
+    first = str(exc).strip().splitlines()
+    return f"it is damaged ({first[0].split('. ')[0] if first else type(exc).__name__})"
+
+
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors from a `.safetensors` or a `.pth`/`.bin` file (weights-only unpickling)."""
+    path = Path(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
             return load_file(str(path), device="cpu")
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ModelError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 -- any reading failure is a bad file, said in one line
+        raise ModelError(f"cannot read checkpoint {path}: {_not_a_checkpoint(path, exc)}") from None
     if not isinstance(state, dict):
         raise ModelError(f"checkpoint {path} does not hold a state dict")
-    return remap_state_dict(state)
+    state = remap_state_dict(state)
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"checkpoint {path} does not hold a state dict (values other than tensors)")
+    return state
 
 
 def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, name: str) -> None:

@@ -10,6 +10,8 @@ from typing import Sequence
 
 from da2k.errors import Da2kError
 from da2k.models import ModelError
+from da2k.models.errors import WeightsUnavailable
+from da2k.models.weights import WEIGHTS_DIR_ENV
 from da2k.predictors import Predictor, make_predictor, parse_spec
 from da2k.store import Store
 from da2k.store.ops import expert_run_id
@@ -40,6 +42,10 @@ def load_experts(store: Store, specs: Sequence[str], *, device: str = "auto", pr
             spec = "precomputed:" + str(Path(spec.partition(":")[2]).expanduser().resolve())
         try:
             predictor = make_predictor(spec, device=device, precision=precision, **options)
+        except WeightsUnavailable as exc:  # mine has no --weights: name the spec option instead
+            advice = f"download it and add ;weights=PATH to the expert ('{text};weights=PATH') or put it in ${WEIGHTS_DIR_ENV}"
+            problems.append(f"expert {text}: {exc.with_advice(advice)}")
+            continue
         except (Da2kError, ModelError) as exc:  # keep going: report every missing expert at once
             problems.append(f"expert {text}: {exc}")
             continue
