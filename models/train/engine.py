@@ -13,12 +13,9 @@ batches consumed) plus model, optimizer, scheduler, scaler and RNG states resume
 
 from __future__ import annotations
 
-import atexit
-import csv
 import hashlib
 import json
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
@@ -33,15 +30,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from da2k.models.errors import ModelError
-from da2k.models.files import atomic_write
+from da2k.models.files import atomic_write_text
 
 from .data import EpochSampler
+from .distributed import from_rank0, gather, init_distributed, mean_across_ranks
+from .state import MODEL_FILE, STATE_FILE, CsvLog, TrainLog, load_state, rng_state, save_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-STATE_FILE = "last.pt"
-MODEL_FILE = "model.pt"
 
 
 @dataclass
@@ -72,59 +69,10 @@ class TrainConfig:
     meta: dict = field(default_factory=dict)  # recorded in train.json (stage, variant, data)
 
 
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int
-    local_rank: int
-    world: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: str = "auto") -> DistInfo:
-    """Join the torchrun process group (gloo on CPU, NCCL on GPUs); a lone process needs none."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
-    if use_cuda:
-        torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-        # Leaving with a live process group lets gloo's threads die with the interpreter
-        # ("terminate called without an active exception", exit -6) on some ranks.
-        atexit.register(_leave_process_group)
-    return DistInfo(rank, local_rank, world, dev)
-
-
-def _leave_process_group() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def freeze_unused(model: torch.nn.Module, device: torch.device) -> list[str]:
@@ -173,67 +121,243 @@ def _check(cfg: TrainConfig) -> None:
         raise ModelError("--iters, --batch-size and --accum must be at least 1")
 
 
-class _Logger:
-    """Rank 0's CSV (and TensorBoard, when installed) writer; rows past a resumed step are
-    dropped so the log matches the resumed run."""
+@dataclass
+class _Position:
+    """Where a run stands; saved in `last.pt` with the RNG states, so a resumed run continues
+    the same stream of batches and the same running loss window as if it had never stopped."""
 
-    def __init__(self, out: Path, start_step: int) -> None:
-        self.path = out / "log.csv"
-        self.fields: list[str] | None = None
-        if self.path.is_file():
-            with open(self.path, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
-            if rows:
-                self.fields = list(rows[0])
-                with open(self.path, "w", newline="") as f:
-                    writer = csv.DictWriter(f, self.fields)
-                    writer.writeheader()
-                    writer.writerows(rows)
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    consumed: int = 0  # micro-batches of this epoch
+    window: dict[str, float] = field(default_factory=dict)  # this rank's loss sums since the last log row
+    window_start: int = 0  # the step the window started after
+
+
+class _Run:
+    """One training run, in named steps: `setup`, `resume`, `catch_up_eval`, `loop`, `finish`."""
+
+    def __init__(self, model, dataset, loss_fn, cfg: TrainConfig, evaluate: Callable[[Path, int], dict] | None):
+        self.model, self.dataset, self.loss_fn, self.cfg, self.evaluate = model, dataset, loss_fn, cfg, evaluate
+        self.d = init_distributed(cfg.device)
+        self.out = Path(cfg.out_dir)
+        self.pos = _Position()
+        self.logger: TrainLog | None = None
+
+    def setup(self) -> None:
+        """Seeds, device, frozen parameters, DDP, optimizer, schedule, scaler and the loader."""
+        cfg, d = self.cfg, self.d
+        seed_everything(cfg.seed + d.rank)
+        self.model.to(d.device)
+        self.unused = freeze_unused(self.model, d.device)
+        self.model.train()
+        self.net = (
+            DistributedDataParallel(self.model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
+            if d.world > 1
+            else self.model
+        )
+        self.optimizer = torch.optim.AdamW(
+            param_groups(self.model, cfg), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor(cfg))
+        self.scaler = torch.amp.GradScaler(d.device.type, enabled=cfg.precision == "fp16")
+        self.amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
+        sampler = DistributedSampler(
+            self.dataset, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed, drop_last=True
+        )
+        if len(sampler) < cfg.batch_size:
+            raise ModelError(
+                f"{len(self.dataset)} training images are too few for {d.world} process(es) x batch {cfg.batch_size}"
+            )
+        self.epoch_sampler = EpochSampler(sampler)
+        self.loader = DataLoader(
+            self.dataset,
+            batch_size=cfg.batch_size,
+            sampler=self.epoch_sampler,
+            num_workers=cfg.workers,
+            drop_last=True,
+            pin_memory=d.device.type == "cuda",
+        )
+        # Every rank must take part in the saves and barriers around evaluations, even those
+        # that were given no evaluator (only rank 0 evaluates).
+        self.evaluating = from_rank0(self.evaluate is not None, self.d)
+        if d.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+
+    def resume(self) -> None:
+        """Continue from `OUT/last.pt` when there is one (and `cfg.resume`); write train.json."""
+        d, state_file = self.d, self.out / STATE_FILE
+        if self.cfg.resume and state_file.is_file():
+            state = load_state(state_file)
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            ranks = state["ranks"]
+            self.pos = _Position(state["step"], state["epoch"], state["consumed"])
+            if len(ranks) == d.world:
+                set_rng_state(ranks[d.rank]["rng"])
+                self.pos.window = dict(ranks[d.rank]["window"])
+                self.pos.window_start = state["window_start"]
             else:
-                self.path.unlink()
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+                log.warning("resuming with %d processes instead of %d: RNG streams restart", d.world, len(ranks))
+                self.pos.window_start = self.pos.step
+            if d.main:
+                log.info("resumed from %s at step %d (epoch %d, batch %d)", state_file, *self._where())
+        if d.main:
+            self.logger = TrainLog(self.out, self.pos.step)
+            self.eval_log = CsvLog(self.out / "eval.csv", self.pos.step)
+            meta = {
+                **self.cfg.meta,
+                "config": {k: v for k, v in asdict(self.cfg).items() if k != "meta"},
+                "world_size": d.world,
+                "frozen": self.unused,
+            }
+            atomic_write_text(self.out / "train.json", json.dumps(meta, indent=1, default=str))
 
-            self.tb = SummaryWriter(str(out / "tb"), purge_step=start_step + 1)
-        except ImportError:  # tensorboard is optional
-            self.tb = None
+    def _where(self) -> tuple[int, int, int]:
+        return self.pos.step, self.pos.epoch, self.pos.consumed
 
-    def write(self, row: dict) -> None:
-        if self.fields is None:
-            self.fields = list(row)
-            with open(self.path, "w", newline="") as f:
-                csv.DictWriter(f, self.fields).writeheader()
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, self.fields, extrasaction="ignore").writerow(row)
-        if self.tb is not None:
-            for key, value in row.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self.tb.add_scalar(key.replace("_", "/", 1), value, row["step"])
+    def eval_due(self, step: int) -> bool:
+        every = self.cfg.eval_every
+        return self.evaluating and step > 0 and ((every and step % every == 0) or step == self.cfg.iters)
 
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+    def save(self) -> None:
+        """`model.pt` (plain state dict) and `last.pt` (everything to resume), on rank 0."""
+        ranks = gather({"rng": rng_state(), "window": dict(self.pos.window)}, self.d)
+        if self.d.main:
+            plain = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            save_state(plain, self.out / MODEL_FILE)
+            save_state(
+                {
+                    "model": plain,
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "step": self.pos.step,
+                    "epoch": self.pos.epoch,
+                    "consumed": self.pos.consumed,
+                    "window_start": self.pos.window_start,
+                    "ranks": ranks,
+                },
+                self.out / STATE_FILE,
+            )
+        if self.d.world > 1:
+            dist.barrier()
 
+    def run_eval(self) -> None:
+        """Score `model.pt` (rank 0) and record the row in `eval.csv`."""
+        step = self.pos.step
+        if self.d.main and self.evaluate is not None:
+            log.info("step %d: evaluating %s", step, self.out / MODEL_FILE)
+            self.model.eval()
+            row = {"step": step, **self.evaluate(self.out / MODEL_FILE, step)}
+            self.model.train()
+            self.eval_log.write(row)
+            log.info("step %d eval %s", step, row)
+        if self.d.world > 1:
+            dist.barrier()
 
-def _atomic_save(obj, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    def catch_up_eval(self) -> None:
+        """An evaluation a kill interrupted (its row missing from eval.csv) runs again now, on
+        the weights of that very step (those of `last.pt`): none is lost, the final one included."""
+        step = self.pos.step
+        missing = self.d.main and self.eval_due(step) and step not in self.eval_log.steps()
+        if from_rank0(missing, self.d):
+            if self.d.main:
+                log.info("step %d: its evaluation did not finish before the run stopped; redoing it", step)
+                plain = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+                save_state(plain, self.out / MODEL_FILE)
+            self.run_eval()
 
+    def micro_step(self, batch: dict) -> int:
+        """Forward and backward on one micro-batch (gradients accumulate); returns its size."""
+        cfg, d = self.cfg, self.d
+        sync = self.micro == cfg.accum
+        ctx = self.net.no_sync() if (d.world > 1 and not sync) else nullcontext()
+        with ctx:
+            x = batch["image"].to(d.device, non_blocking=True)
+            with torch.autocast(d.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext():
+                pred = self.net(x)
+            result = self.loss_fn(pred.float(), batch["target"].to(d.device), batch["mask"].to(d.device))
+            self.scaler.scale(result.total / cfg.accum).backward()
+        window = self.pos.window
+        for key, value in {"loss": float(result.total.detach()), **result.parts}.items():
+            window[key] = window.get(key, 0.0) + value / cfg.accum
+        return x.shape[0]
 
-def _gather(obj, d: DistInfo) -> list:
-    if d.world == 1:
-        return [obj]
-    out: list = [None] * d.world
-    dist.all_gather_object(out, obj)
-    return out
+    def optimizer_step(self) -> None:
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.pos.step += 1
 
+    def log_row(self) -> None:
+        """One `log.csv` row: the window's mean losses (over ranks), learning rates, speed."""
+        pos, d = self.pos, self.d
+        means = mean_across_ranks({k: v / (pos.step - pos.window_start) for k, v in pos.window.items()}, d)
+        now = time.perf_counter()
+        if d.main:
+            row = {
+                "step": pos.step,
+                "epoch": pos.epoch,
+                **{f"train_{k}": round(v, 6) for k, v in means.items()},
+                "lr_encoder": self.optimizer.param_groups[0]["lr"],
+                "lr_decoder": self.optimizer.param_groups[1]["lr"],
+                "images_per_s": round(self.images * d.world / (now - self.last_time), 3),
+                "elapsed_s": round(now - self.run_start, 2),
+            }
+            self.logger.write(row)
+            log.info("step %d/%d loss %.4f", pos.step, self.cfg.iters, means["loss"])
+        pos.window, pos.window_start = {}, pos.step
+        self.images, self.last_time = 0, now
 
-def _mean_across_ranks(values: dict[str, float], d: DistInfo) -> dict[str, float]:
-    if d.world == 1:
-        return values
-    keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=d.device)
-    dist.all_reduce(t)
-    return {k: float(v) / d.world for k, v in zip(keys, t.tolist())}
+    def after_step(self, started_at: int) -> bool:
+        """Log, save, evaluate as due after an optimizer step; True when the run should stop."""
+        cfg, step = self.cfg, self.pos.step
+        if step % cfg.log_every == 0 or step == cfg.iters:
+            self.log_row()
+        stop = step >= cfg.iters or (cfg.stop_after is not None and step - started_at >= cfg.stop_after)
+        eval_due = self.eval_due(step)
+        if step % cfg.save_every == 0 or stop or eval_due:
+            self.save()  # evaluation reads the saved weights
+        if eval_due:
+            self.run_eval()
+        return stop
+
+    def loop(self) -> None:
+        """Micro-batches until `iters` optimizer steps (or `stop_after` more) are done."""
+        cfg, pos = self.cfg, self.pos
+        started_at, self.micro, self.images = pos.step, 0, 0
+        self.run_start = self.last_time = time.perf_counter()
+        done = pos.step >= cfg.iters
+        while not done:
+            self.epoch_sampler.set_position(pos.epoch, pos.consumed * cfg.batch_size)
+            for batch in self.loader:
+                self.micro += 1
+                self.images += self.micro_step(batch)
+                pos.consumed += 1
+                if self.micro < cfg.accum:
+                    continue
+                self.micro = 0
+                self.optimizer_step()
+                if self.after_step(started_at):
+                    done = True
+                    break
+            else:
+                pos.epoch, pos.consumed = pos.epoch + 1, 0
+
+    def finish(self) -> Path:
+        """Check that every rank holds the same weights (`ranks.json`); close the logs."""
+        digests = gather(weights_digest(self.model), self.d)
+        if self.d.main:
+            body = json.dumps({"step": self.pos.step, "weights_sha256": digests}, indent=1)
+            atomic_write_text(self.out / "ranks.json", body)
+            if len(set(digests)) > 1:
+                log.error("ranks hold different weights after step %d: %s", self.pos.step, digests)
+        if self.logger is not None:
+            self.logger.close()
+        return self.out / MODEL_FILE
 
 
 def train(
@@ -247,173 +371,15 @@ def train(
     for `cfg.iters` optimizer steps; returns the plain state-dict file (`out_dir/model.pt`).
 
     `evaluate(model_file, step)` runs on rank 0 every `eval_every` steps (and at the end) and
-    returns numbers for `eval.csv`.
+    returns numbers for `eval.csv`; an evaluation a kill interrupted is redone on resume.
     """
     _check(cfg)
-    d = init_distributed(cfg.device)
-    out = Path(cfg.out_dir)
-    if d.main:
-        out.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed + d.rank)
-
-    model.to(d.device)
-    unused = freeze_unused(model, d.device)
-    model.train()
-    net = (
-        DistributedDataParallel(model, device_ids=[d.local_rank] if d.device.type == "cuda" else None)
-        if d.world > 1
-        else model
-    )
-    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
-    scaler = torch.amp.GradScaler(d.device.type, enabled=cfg.precision == "fp16")
-    amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
-
-    sampler = DistributedSampler(
-        dataset, num_replicas=d.world, rank=d.rank, shuffle=True, seed=cfg.seed, drop_last=True
-    )
-    if len(sampler) < cfg.batch_size:
-        raise ModelError(
-            f"{len(dataset)} training images are too few for {d.world} process(es) x batch {cfg.batch_size}"
-        )
-    epoch_sampler = EpochSampler(sampler)
-    loader = DataLoader(
-        dataset,
-        batch_size=cfg.batch_size,
-        sampler=epoch_sampler,
-        num_workers=cfg.workers,
-        drop_last=True,
-        pin_memory=d.device.type == "cuda",
-    )
-
-    step, epoch, consumed = 0, 0, 0  # optimizer steps, epoch, micro-batches of this epoch
-    state_file = out / STATE_FILE
-    if cfg.resume and state_file.is_file():
-        state = torch.load(state_file, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        step, epoch, consumed = state["step"], state["epoch"], state["consumed"]
-        if len(state["rng"]) == d.world:
-            _set_rng_state(state["rng"][d.rank])
-        else:
-            log.warning("resuming with %d processes instead of %d: RNG streams restart", d.world, len(state["rng"]))
-        if d.main:
-            log.info("resumed from %s at step %d (epoch %d, batch %d)", state_file, step, epoch, consumed)
-
-    logger = _Logger(out, step) if d.main else None
-    if d.main:
-        meta = {
-            **cfg.meta,
-            "config": {k: v for k, v in asdict(cfg).items() if k != "meta"},
-            "world_size": d.world,
-            "frozen": unused,
-        }
-        (out / "train.json").write_text(json.dumps(meta, indent=1, default=str))
-
-    def save() -> None:
-        rng = _gather(_rng_state(), d)
-        if d.main:
-            plain = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            _atomic_save(plain, out / MODEL_FILE)
-            _atomic_save(
-                {
-                    "model": plain,
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "step": step,
-                    "epoch": epoch,
-                    "consumed": consumed,
-                    "rng": rng,
-                },
-                state_file,
-            )
-        if d.world > 1:
-            dist.barrier()
-
-    def run_eval() -> None:
-        if d.main and evaluate is not None:
-            model.eval()
-            row = {"step": step, **evaluate(out / MODEL_FILE, step)}
-            model.train()
-            with open(out / "eval.csv", "a", newline="") as f:
-                writer = csv.DictWriter(f, list(row))
-                if f.tell() == 0:
-                    writer.writeheader()
-                writer.writerow(row)
-            log.info("step %d eval %s", step, row)
-        if d.world > 1:
-            dist.barrier()
-
-    started_at, last_time, images = step, time.perf_counter(), 0
-    run_start = last_time
-    window: dict[str, float] = {}
-    window_start = step
-    micro = 0
-    done = step >= cfg.iters
-    while not done:
-        epoch_sampler.set_position(epoch, consumed * cfg.batch_size)
-        for batch in loader:
-            micro += 1
-            sync = micro == cfg.accum
-            ctx = net.no_sync() if (d.world > 1 and not sync) else nullcontext()
-            with ctx:
-                x = batch["image"].to(d.device, non_blocking=True)
-                with torch.autocast(d.device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
-                    pred = net(x)
-                result = loss_fn(pred.float(), batch["target"].to(d.device), batch["mask"].to(d.device))
-                scaler.scale(result.total / cfg.accum).backward()
-            consumed += 1
-            images += x.shape[0]
-            for key, value in {"loss": float(result.total.detach()), **result.parts}.items():
-                window[key] = window.get(key, 0.0) + value / cfg.accum
-            if not sync:
-                continue
-            micro = 0
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
-            step += 1
-
-            if step % cfg.log_every == 0 or step == cfg.iters:
-                steps_in_window = step - window_start
-                means = _mean_across_ranks({k: v / steps_in_window for k, v in window.items()}, d)
-                now = time.perf_counter()
-                if d.main:
-                    row = {
-                        "step": step,
-                        "epoch": epoch,
-                        **{f"train_{k}": round(v, 6) for k, v in means.items()},
-                        "lr_encoder": optimizer.param_groups[0]["lr"],
-                        "lr_decoder": optimizer.param_groups[1]["lr"],
-                        "images_per_s": round(images * d.world / (now - last_time), 3),
-                        "elapsed_s": round(now - run_start, 2),
-                    }
-                    logger.write(row)
-                    log.info("step %d/%d loss %.4f", step, cfg.iters, means["loss"])
-                window, images, last_time, window_start = {}, 0, now, step
-            stop = step >= cfg.iters or (cfg.stop_after is not None and step - started_at >= cfg.stop_after)
-            eval_due = evaluate is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.iters)
-            if step % cfg.save_every == 0 or stop or eval_due:
-                save()  # evaluation reads the saved weights
-            if eval_due:
-                run_eval()
-            if stop:
-                done = True
-                break
-        else:
-            epoch, consumed = epoch + 1, 0
-    digests = _gather(weights_digest(model), d)
-    if d.main:
-        (out / "ranks.json").write_text(json.dumps({"step": step, "weights_sha256": digests}, indent=1))
-        if len(set(digests)) > 1:
-            log.error("ranks hold different weights after step %d: %s", step, digests)
-    if logger is not None:
-        logger.close()
-    return out / MODEL_FILE
+    run = _Run(model, dataset, loss_fn, cfg, evaluate)
+    run.setup()
+    run.resume()
+    run.catch_up_eval()
+    run.loop()
+    return run.finish()
 
 
 def weights_digest(model: torch.nn.Module) -> str:

@@ -30,7 +30,7 @@ from da2k.models.errors import ModelError
 from da2k.models.files import atomic_write, atomic_write_text
 
 from .data import unlabeled_images
-from .engine import init_distributed
+from .distributed import init_distributed
 
 log = logging.getLogger(__name__)
 
