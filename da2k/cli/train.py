@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -28,6 +29,16 @@ def _setup_logging() -> None:
     )
 
 
+PATCH = 14  # the ViT patch size: network inputs are multiples of it
+
+
+def _multiple_of_patch(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and value % PATCH:
+        lower, upper = value // PATCH * PATCH, (value // PATCH + 1) * PATCH
+        raise click.BadParameter(f"{value} is not a multiple of {PATCH}: use {max(lower, PATCH)} or {upper}")
+    return value
+
+
 def _optimisation_options(defaults: dict[str, Any]) -> Callable:
     """The options every training stage shares (engine config)."""
 
@@ -40,18 +51,46 @@ def _optimisation_options(defaults: dict[str, Any]) -> Callable:
                 type=click.Path(file_okay=False),
                 help="Run folder: model.pt, last.pt, log.csv.",
             ),
-            click.option("--iters", default=defaults["iters"], show_default=True, help="Optimizer steps."),
+            click.option(
+                "--iters", type=click.IntRange(1), default=defaults["iters"], show_default=True, help="Optimizer steps."
+            ),
             click.option(
                 "--batch-size",
+                type=click.IntRange(1),
                 default=defaults["batch_size"],
                 show_default=True,
                 help="Images per process per micro-step.",
             ),
-            click.option("--accum", default=1, show_default=True, help="Micro-steps accumulated per optimizer step."),
-            click.option("--size", default=518, show_default=True, help="Square training crop (multiple of 14)."),
-            click.option("--lr", default=5e-6, show_default=True, help="Encoder learning rate."),
-            click.option("--decoder-lr-mult", default=10.0, show_default=True, help="Decoder lr = lr x this."),
-            click.option("--weight-decay", default=0.01, show_default=True),
+            click.option(
+                "--accum",
+                type=click.IntRange(1),
+                default=1,
+                show_default=True,
+                help="Micro-steps accumulated per optimizer step.",
+            ),
+            click.option(
+                "--size",
+                type=click.IntRange(14),
+                default=518,
+                show_default=True,
+                callback=_multiple_of_patch,
+                help="Square training crop (multiple of 14).",
+            ),
+            click.option(
+                "--lr",
+                type=click.FloatRange(0, min_open=True),
+                default=5e-6,
+                show_default=True,
+                help="Encoder learning rate.",
+            ),
+            click.option(
+                "--decoder-lr-mult",
+                type=click.FloatRange(0),
+                default=10.0,
+                show_default=True,
+                help="Decoder lr = lr x this.",
+            ),
+            click.option("--weight-decay", type=click.FloatRange(0), default=0.01, show_default=True),
             click.option(
                 "--schedule",
                 type=click.Choice(["poly", "linear"]),
@@ -59,7 +98,9 @@ def _optimisation_options(defaults: dict[str, Any]) -> Callable:
                 show_default=True,
                 help="poly: (1 - t/T)^0.9.",
             ),
-            click.option("--warmup", default=0, show_default=True, help="Linear warm-up steps."),
+            click.option(
+                "--warmup", type=click.IntRange(0), default=0, show_default=True, help="Linear warm-up steps."
+            ),
             click.option(
                 "--precision",
                 type=click.Choice(["fp32", "bf16", "fp16"]),
@@ -78,14 +119,26 @@ def _optimisation_options(defaults: dict[str, Any]) -> Callable:
                 type=click.Path(dir_okay=False),
                 help="Local dinov2_<enc>14_pretrain.pth (else downloaded once).",
             ),
-            click.option("--workers", default=2, show_default=True, help="DataLoader workers per process."),
-            click.option("--seed", default=0, show_default=True),
-            click.option("--log-every", default=20, show_default=True),
             click.option(
-                "--save-every", default=1000, show_default=True, help="Checkpoint (last.pt, model.pt) period in steps."
+                "--workers",
+                type=click.IntRange(0),
+                default=2,
+                show_default=True,
+                help="DataLoader workers per process (0: load in the main process).",
+            ),
+            click.option("--seed", default=0, show_default=True),
+            click.option("--log-every", type=click.IntRange(1), default=20, show_default=True),
+            click.option(
+                "--save-every",
+                type=click.IntRange(1),
+                default=1000,
+                show_default=True,
+                help="Checkpoint (last.pt, model.pt) period in steps.",
             ),
             click.option(
-                "--stop-after", type=int, help="Stop this run after N steps (resume later with the same command)."
+                "--stop-after",
+                type=click.IntRange(1),
+                help="Stop this run after N steps (resume later with the same command).",
             ),
             click.option(
                 "--resume/--no-resume", default=True, show_default=True, help="Continue from OUT/last.pt if present."
@@ -110,7 +163,9 @@ def _config(kw: dict[str, Any], stage: str):
 
 
 def _eval_options(fn: Callable) -> Callable:
-    fn = click.option("--eval-every", default=0, help="Evaluation period in steps (0: only at the end).")(fn)
+    fn = click.option(
+        "--eval-every", type=click.IntRange(0), default=0, help="Evaluation period in steps (0: only at the end)."
+    )(fn)
     return click.option(
         "--eval", "eval_bench", type=click.Path(exists=True), help="DA-2K-format benchmark scored during training."
     )(fn)
@@ -155,7 +210,9 @@ def train() -> None:
     help="Labelled RGB-D: rgbd:DIR (or DIR), hypersim:DIR, vkitti2:DIR; repeat to concatenate.",
 )
 @click.option("--encoder", type=click.Choice(ENCODERS), default="vitg", show_default=True)
-@click.option("--max-depth", type=float, help="Mask pixels farther than this (depth labels).")
+@click.option(
+    "--max-depth", type=click.FloatRange(0, min_open=True), help="Mask pixels farther than this (depth labels)."
+)
 @_eval_options
 @_optimisation_options({"iters": 160_000, "batch_size": 4})
 @_training_command
@@ -183,7 +240,13 @@ def teacher(data, encoder, max_depth, eval_bench, **kw) -> None:
     "--pseudo", "pseudo", multiple=True, required=True, help="Folder written by `da2k pseudo-label` (repeatable)."
 )
 @click.option("--encoder", type=click.Choice(ENCODERS), default="vits", show_default=True)
-@click.option("--trim", default=0.1, show_default=True, help="Fraction of largest per-pixel losses ignored per image.")
+@click.option(
+    "--trim",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="Fraction of largest per-pixel losses ignored per image.",
+)
 @_eval_options
 @_optimisation_options({"iters": 480_000, "batch_size": 4})
 @_training_command
@@ -216,9 +279,13 @@ def student(pseudo, encoder, trim, eval_bench, **kw) -> None:
 )
 @click.option("--encoder", type=click.Choice(("vits", "vitb", "vitl")), default="vitl", show_default=True)
 @click.option(
-    "--max-depth", default=20.0, show_default=True, help="20 (Hypersim, indoor) or 80 (Virtual KITTI 2, outdoor)."
+    "--max-depth",
+    type=click.FloatRange(0, min_open=True),
+    default=20.0,
+    show_default=True,
+    help="20 (Hypersim, indoor) or 80 (Virtual KITTI 2, outdoor).",
 )
-@click.option("--min-depth", default=1e-3, show_default=True)
+@click.option("--min-depth", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
 @_optimisation_options({"iters": 40_000, "batch_size": 2})
 @_training_command
 def metric(data, encoder, max_depth, min_depth, **kw) -> None:
@@ -255,7 +322,11 @@ def metric(data, encoder, max_depth, min_depth, **kw) -> None:
     type=click.Path(file_okay=False),
     help="Label folder (labels/, parts/, manifest.json).",
 )
-@click.option("--input-size", type=int, help="Network short side (default: the variant's).")
+@click.option(
+    "--input-size",
+    type=click.IntRange(14),
+    help="Network short side (default: the variant's).",
+)
 @device_option
 @precision_option()
 @workers_option("Decoding threads.")
@@ -280,3 +351,9 @@ def pseudo_label(teacher, encoder, images, out_dir, input_size, device, precisio
     )
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"manifest: {manifest}")
+    body = json.loads(manifest.read_text())
+    if body.get("failed"):
+        raise click.ClickException(
+            f"{len(body['failed'])} of {len(body['failed']) + len(body['items'])} image(s) could not be labelled "
+            f"(e.g. {body['failed'][0]}; see the warnings above); the others are labelled: fix or remove them and rerun"
+        )

@@ -58,7 +58,11 @@ _DRIVER_HINTS = {
 
 def _looks_like(head: bytes) -> str:
     """What a file that is not a SQLite database seems to be, for the error message."""
-    for magic, what in ((b"\xff\xd8\xff", "a JPEG image"), (b"\x89PNG", "a PNG image"), (b"PK\x03\x04", "a zip archive")):
+    for magic, what in (
+        (b"\xff\xd8\xff", "a JPEG image"),
+        (b"\x89PNG", "a PNG image"),
+        (b"PK\x03\x04", "a zip archive"),
+    ):
         if head.startswith(magic):
             return what
     try:
@@ -81,7 +85,9 @@ def check_sqlite_path(path: Path, *, create: bool) -> None:
         except OSError as exc:
             raise Da2kError(f"cannot read the database {path}: {exc.strerror}") from None
         if head and head != SQLITE_HEADER:
-            raise Da2kError(f"--db {path} is not a SQLite database (it looks like {_looks_like(head)}): pass a .db file")
+            raise Da2kError(
+                f"--db {path} is not a SQLite database (it looks like {_looks_like(head)}): pass a .db file"
+            )
         if head and "schema_version" not in _sqlite_tables(path):
             raise Da2kError(f"--db {path} is a SQLite database of another program (no da2k tables): pass another file")
         return
@@ -203,7 +209,9 @@ class Store:
                 pass
         except OperationalError as exc:
             self.engine.dispose()
-            reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else type(exc).__name__
+            reason = (
+                str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else type(exc).__name__
+            )
             where = self.engine.url.render_as_string(hide_password=True)
             raise Da2kError(f"cannot open the database {where}: {reason}") from None
 

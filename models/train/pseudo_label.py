@@ -6,7 +6,11 @@ Output folder:
                                                               the manifest's align_corners)
     OUT/parts/rank-<r>.jsonl      one line per finished image, appended by rank r as it goes
     OUT/manifest.json             written by rank 0 at the end: teacher name and sha256, image
-                                  root, input size, and every item with image and label sha256
+                                  root, input size, every item with image and label sha256, and
+                                  the images that could not be labelled (`failed`)
+
+One folder holds labels of one teacher, encoder and input size: a run with other settings is
+refused rather than mixed in.
 
 Rank r of W labels images[r::W] of the sorted list. A label is written to a temporary file and
 renamed before its line is appended, so after a crash every listed label is complete; a rerun
@@ -54,6 +58,58 @@ def _done(out: Path) -> dict[str, dict]:
     return items
 
 
+def _check_settings(out: Path, done: dict[str, dict], settings: dict) -> None:
+    """Refuse to add labels made with other settings to a folder (a student would train on a
+    mix): the settings of every listed label and of an existing manifest must be these."""
+    recorded = [{k: item[k] for k in settings if k in item} for item in done.values()]
+    manifest = out / "manifest.json"
+    if manifest.is_file():
+        try:
+            body = json.loads(manifest.read_text())
+            teacher = body.get("teacher", {})
+            recorded.append(
+                {
+                    "encoder": teacher.get("encoder"),
+                    "input_size": body.get("input_size"),
+                    "teacher_sha256": teacher.get("sha256"),
+                }
+            )
+        except (json.JSONDecodeError, AttributeError):
+            pass  # a manifest is rewritten at the end anyway
+    for other in recorded:
+        differ = [k for k, v in other.items() if v is not None and v != settings[k]]
+        if differ:
+            was = ", ".join(f"{k} {other[k]}" for k in differ)
+            now = ", ".join(f"{k} {settings[k]}" for k in differ)
+            raise ModelError(
+                f"{out} holds labels made with {was}, not {now}: use another --out, or the same teacher, "
+                "--encoder and --input-size"
+            )
+
+
+def _todo(files: list[Path], root: Path, out: Path, done: dict[str, dict], teacher_sha: str) -> list[Path]:
+    todo = []
+    for path in files:
+        item = done.get(path.relative_to(root).as_posix())
+        if (
+            item
+            and item.get("teacher_sha256") == teacher_sha
+            and (out / item["label"]).is_file()
+            and item["image_sha256"] == _sha256(path)
+        ):
+            continue
+        todo.append(path)
+    return todo
+
+
+def _open_part(out: Path, rank: int):
+    part_file = out / "parts" / f"rank-{rank}.jsonl"
+    if part_file.is_file() and part_file.stat().st_size and not part_file.read_bytes().endswith(b"\n"):
+        with open(part_file, "a") as part:  # a crash cut the last line: end it so the next line parses
+            part.write("\n")
+    return open(part_file, "a")
+
+
 def pseudo_label(
     teacher: str | os.PathLike,
     images: str | os.PathLike,
@@ -66,42 +122,29 @@ def pseudo_label(
     workers: int = 2,
 ) -> Path:
     """Label every image under `images` with the `encoder` teacher loaded from `teacher`;
-    returns `out/manifest.json` (written once all ranks are done)."""
+    returns `out/manifest.json` (written once all ranks are done). Images that could not be
+    labelled are listed under `failed` there (a rerun retries them)."""
     d = init_distributed("auto" if device == "auto" else device)
     root, out = Path(images).expanduser().resolve(), Path(out).expanduser()
     teacher = Path(teacher).expanduser()
     if not teacher.is_file():
         raise ModelError(f"--teacher {teacher} does not exist")
+    files = unlabeled_images(root)
     model = build_model(encoder, weights=teacher)
     if model.variant.kind != "disparity":
         raise ModelError(f"the teacher must be a relative (disparity) model, not {encoder}")
     size = input_size or model.variant.input_size
-    files = unlabeled_images(root)
+    teacher_sha = file_sha256(teacher)
+    settings = {"encoder": encoder, "input_size": size, "teacher_sha256": teacher_sha}
+    done = _done(out)
+    _check_settings(out, done, settings)
     (out / "parts").mkdir(parents=True, exist_ok=True)
     (out / "labels").mkdir(exist_ok=True)
-    teacher_sha = file_sha256(teacher)
 
-    done = _done(out)
     mine = files[d.rank :: d.world]
-    todo = []
-    for path in mine:
-        rel = path.relative_to(root).as_posix()
-        item = done.get(rel)
-        if (
-            item
-            and item.get("teacher_sha256") == teacher_sha
-            and (out / item["label"]).is_file()
-            and item["image_sha256"] == _sha256(path)
-        ):
-            continue
-        todo.append(path)
+    todo = _todo(mine, root, out, done, teacher_sha)
     log.info("rank %d: %d of %d images to label (%d already done)", d.rank, len(todo), len(mine), len(mine) - len(todo))
-
-    part_file = out / "parts" / f"rank-{d.rank}.jsonl"
-    if part_file.is_file() and part_file.stat().st_size and not part_file.read_bytes().endswith(b"\n"):
-        with open(part_file, "a") as part:  # a crash cut the last line: end it so the next line parses
-            part.write("\n")
-    with open(part_file, "a") as part:
+    with _open_part(out, d.rank) as part:
         bar = tqdm(total=len(todo), unit="img", disable=not d.main, desc="pseudo-label")
         for src, result in predict(
             model, todo, input_size=size, device=str(d.device), precision=precision, workers=workers
@@ -122,7 +165,7 @@ def pseudo_label(
                 "label_sha256": _sha256(target),
                 "shape": list(result.values.shape),
                 "image_size": list(result.size),
-                "teacher_sha256": teacher_sha,
+                **settings,
             }
             part.write(json.dumps(item) + "\n")
             part.flush()
@@ -132,19 +175,26 @@ def pseudo_label(
         dist.barrier()
     manifest = out / "manifest.json"
     if d.main:
-        done = _done(out)
-        items = [done[p.relative_to(root).as_posix()] for p in files if p.relative_to(root).as_posix() in done]
-        body = {
-            "schema": SCHEMA,
-            "teacher": {"encoder": encoder, "file": str(teacher), "sha256": teacher_sha},
-            "images_root": str(root),
-            "input_size": size,
-            "kind": "disparity",
-            "align_corners": model.variant.align_corners,
-            "items": items,
-        }
-        atomic_write_text(manifest, json.dumps(body, indent=1))
-        log.info("%d of %d images labelled; manifest %s", len(items), len(files), manifest)
+        _write_manifest(manifest, files, root, out, teacher, settings, model.variant.align_corners)
     if d.world > 1:
         dist.barrier()
     return manifest
+
+
+def _write_manifest(
+    manifest: Path, files: list[Path], root: Path, out: Path, teacher: Path, settings: dict, align_corners: bool
+) -> None:
+    done = _done(out)
+    rels = [p.relative_to(root).as_posix() for p in files]
+    body = {
+        "schema": SCHEMA,
+        "teacher": {"encoder": settings["encoder"], "file": str(teacher), "sha256": settings["teacher_sha256"]},
+        "images_root": str(root),
+        "input_size": settings["input_size"],
+        "kind": "disparity",
+        "align_corners": align_corners,
+        "items": [done[rel] for rel in rels if rel in done],
+        "failed": [rel for rel in rels if rel not in done],
+    }
+    atomic_write_text(manifest, json.dumps(body, indent=1))
+    log.info("%d of %d images labelled; manifest %s", len(body["items"]), len(files), manifest)
