@@ -39,6 +39,8 @@ SCENARIOS = (
     "underwater",
     "object",
 )
+EXPORT_MANIFEST = "da2k-export.json"
+"""Written by `da2k export` beside annotations.json (which stays in the official format)."""
 HUB_REPO = "depth-anything/DA-2K"
 HUB_FILE = "DA-2K.zip"
 
@@ -371,12 +373,23 @@ def _image_problems(key: str, value: Any, inspected: tuple, known: set[str], rep
     return problems
 
 
+def declared_scenarios(bench: Benchmark) -> set[str]:
+    """Scenario names a benchmark built by `da2k export` declares as its own (from the
+    database it came from, in `da2k-export.json`); empty for any other benchmark."""
+    try:
+        manifest = json.loads(bench.read_bytes(EXPORT_MANIFEST))
+    except (MemberError, OSError, ValueError, RecursionError):
+        return set()
+    names = manifest.get("scenarios") if isinstance(manifest, dict) else None
+    return {n for n in names if isinstance(n, str)} if isinstance(names, list) else set()
+
+
 def validate(bench: Benchmark, allowed_scenarios: Iterable[str] = (), workers: int = 4) -> Report:
     """Check everything (see README): images exist and decode, points inside the EXIF-applied
     image and distinct, closer_point valid (errors); duplicate, swapped and contradictory pairs
-    and scenarios outside the eight unless allowed (warnings). Never raises for content
-    problems: they are all collected in the report, in annotation order."""
-    known = set(SCENARIOS) | set(allowed_scenarios)
+    and scenarios outside the eight unless allowed or declared by a `da2k export` (warnings).
+    Never raises for content problems: they are all collected in the report, in annotation order."""
+    known = set(SCENARIOS) | set(allowed_scenarios) | declared_scenarios(bench)
     report = Report()
     keys = bench.keys()
     with ThreadPoolExecutor(max_workers=workers) as pool:

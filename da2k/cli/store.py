@@ -34,19 +34,25 @@ def stats(db, as_json):
     type=click.Path(exists=True, file_okay=False),
     help="Folder to find images in that moved since mining (paths relative to it as under --images).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a non-empty --out that holds no earlier export (an earlier one is replaced).",
+)
 @user_errors
-def export(db, out, copy, images_root):
+def export(db, out, copy, images_root, force):
     """Write settled pairs (auto_agreed, resolved) as an official-format DA-2K benchmark.
 
     \b
     da2k export --out my-bench/ && da2k validate my-bench/ && da2k evaluate --data my-bench/ --model vits
     """
-    from da2k.export import export_benchmark
-    from da2k.store import Store
+    from da2k.export import check_target, export_benchmark
+    from da2k.store import open_store
 
-    with Store(db, create=False) as store:
+    check_target(Path(out), force)  # before the database is opened: a refused export touches nothing
+    with open_store(db, create=False) as store:
         report = export_benchmark(
-            store, Path(out), link=not copy, images_root=Path(images_root) if images_root else None
+            store, Path(out), link=not copy, images_root=Path(images_root) if images_root else None, force=force
         )
     click.echo(f"{report.out}: {report.images} images, {report.pairs} pairs")
 
