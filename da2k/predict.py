@@ -2,13 +2,17 @@
 
 Inputs are expanded into (image, output path) jobs, maps are written atomically in one of three
 formats; the network runs through `da2k.models.predict` (decoding overlapped with the forward).
+Each written map gets a line in `OUT/da2k-predict.jsonl` (its image's sha256 and the settings
+that made it), so a rerun skips what is done and refuses to mix in other outputs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -16,6 +20,7 @@ from da2k.errors import Da2kError
 from da2k.images import scan_images
 from da2k.models.files import atomic_write
 
+MANIFEST = "da2k-predict.jsonl"
 FORMATS = {"npy": ".npy", "png16": ".png", "color": ".png"}
 
 
@@ -72,3 +77,71 @@ def save_map(depth, target: Path, fmt: str) -> None:
 
         image = Image.fromarray((colormaps["Spectral_r"](unit)[..., :3] * 255.0 + 0.5).astype(np.uint8))
     atomic_write(target, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class Manifest:
+    """`OUT/da2k-predict.jsonl`: one line per map written, `{"output", "image_sha256",
+    "settings"}` (model, checkpoint sha256, input size, precision, format). Appended as maps are
+    written; a line cut short by a kill is ignored, so its map is simply made again."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = Path(out) / MANIFEST
+        self.entries: dict[str, dict[str, Any]] = {}
+        self._cut = False  # the last line lacks its newline (a kill): end it before appending
+        if self.path.is_file():
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+            self._cut = bool(text) and not text.endswith("\n")
+            for line in text.splitlines():
+                try:
+                    entry = json.loads(line)
+                    self.entries[entry["output"]] = entry
+                except (ValueError, KeyError, TypeError):
+                    continue
+
+    def made(self, job: Job, out: Path, settings: dict[str, Any]) -> bool:
+        """The job's output exists and was made from this very image with these settings."""
+        entry = self.entries.get(job.target.relative_to(out).as_posix())
+        return (
+            entry is not None
+            and job.target.is_file()
+            and entry.get("settings") == settings
+            and entry.get("image_sha256") == _sha256(job.image)
+        )
+
+    def record(self, job: Job, out: Path, settings: dict[str, Any]) -> None:
+        entry = {
+            "output": job.target.relative_to(out).as_posix(),
+            "image_sha256": _sha256(job.image),
+            "settings": settings,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(("\n" if self._cut else "") + json.dumps(entry) + "\n")
+        self._cut = False
+
+
+def pending_jobs(jobs: list[Job], out: Path, settings: dict[str, Any], overwrite: bool) -> tuple[list[Job], int]:
+    """(jobs still to run, how many are done already). Outputs made by an earlier run with the
+    same settings are kept; any other existing output is refused unless `overwrite` (which
+    recomputes everything)."""
+    if overwrite:
+        return list(jobs), 0
+    manifest = Manifest(out)
+    todo, done, foreign = [], 0, []
+    for job in jobs:
+        if manifest.made(job, out, settings):
+            done += 1
+        elif job.target.exists():
+            foreign.append(job.target)
+        else:
+            todo.append(job)
+    if foreign:
+        raise Da2kError(
+            f"{len(foreign)} output file(s) already exist that this model and these settings did not make "
+            f"(e.g. {foreign[0]}); pass --overwrite to replace them, or another --out"
+        )
+    return todo, done

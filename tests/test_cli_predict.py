@@ -49,28 +49,20 @@ def test_predict_writes_one_map_per_image_and_reports_the_corrupt_one(photos, tm
     assert np.load(out / "sub" / "small.npy").shape == (200, 300)
 
 
-def test_predict_refuses_to_overwrite_unless_asked(photos, tmp_path):
+def test_predict_resumes_keeps_its_own_maps_and_refuses_to_replace_others_unless_asked(photos, tmp_path):
     root, weights = photos
     image = root / "sub" / "small.png"
-    args = (
-        image,
-        "--model",
-        "vit-tiny",
-        "--weights",
-        weights,
-        "--input-size",
-        "56",
-        "--out",
-        tmp_path,
-        "--format",
-        "png16",
-    )
-    assert _run(*args).exit_code == 0
-    before = (tmp_path / "small.png").read_bytes()
-    refused = _run(*args)
+    args = (image, "--model", "vit-tiny", "--weights", weights, "--input-size", "56", "--out", tmp_path)
+    assert _run(*args, "--format", "png16").exit_code == 0
+    before = (tmp_path / "small.png").stat().st_mtime_ns
+    again = _run(*args, "--format", "png16")  # same settings: nothing to do, the map is kept
+    assert again.exit_code == 0 and "wrote 0 depth map(s)" in again.output and "1 already there" in again.output
+    assert (tmp_path / "small.png").stat().st_mtime_ns == before
+    refused = _run(*args, "--format", "color")  # other settings would write over the png16 map
     assert refused.exit_code == 1 and "--overwrite" in refused.output
-    assert (tmp_path / "small.png").read_bytes() == before
-    assert _run(*args, "--overwrite").exit_code == 0
+    assert (tmp_path / "small.png").stat().st_mtime_ns == before
+    assert _run(*args, "--format", "png16", "--overwrite").exit_code == 0
+    assert (tmp_path / "small.png").stat().st_mtime_ns != before
     saved = np.asarray(Image.open(tmp_path / "small.png"))
     assert saved.dtype == np.uint16 and saved.max() == 65535 and saved.min() == 0
 

@@ -38,13 +38,18 @@ from da2k.predict import FORMATS
 )
 @device_option
 @precision_option()
-@click.option("--overwrite", is_flag=True, help="Replace existing output files.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Recompute every map and replace existing files (default: keep maps already made).",
+)
 @user_errors
 def predict(images, model_name, weights, input_size, out_dir, fmt, device, precision, overwrite):
     """Predict depth for IMAGES (files or folders, searched recursively).
 
     One output file per image, at the original size (EXIF orientation applied); folder
     structure is kept. Relative models give disparity (larger = closer), metric-* models metres.
+    A rerun skips maps already made with the same settings (recorded in OUT/da2k-predict.jsonl).
 
     \b
     Example:
@@ -52,29 +57,36 @@ def predict(images, model_name, weights, input_size, out_dir, fmt, device, preci
     """
     from tqdm import tqdm
 
-    from da2k.errors import Da2kError
-    from da2k.models import load_pretrained
+    from da2k.models import build_model, file_sha256, resolve_weights
     from da2k.models import predict as run
-    from da2k.predict import plan_jobs, save_map
+    from da2k.predict import Manifest, pending_jobs, plan_jobs, save_map
 
     jobs = plan_jobs(images, out_dir, fmt)
     out = Path(out_dir)
-    targets = {job.image: job.target for job in jobs}
-    existing = [t for t in targets.values() if t.exists()]
-    if existing and not overwrite:
-        raise Da2kError(
-            f"{len(existing)} output file(s) already exist (e.g. {existing[0]}); pass --overwrite to replace them"
-        )
-
-    model = load_pretrained(model_name, weights)
+    checkpoint = resolve_weights(model_name, weights)
+    settings = {
+        "model": model_name,
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "input_size": input_size,
+        "precision": precision,
+        "format": fmt,
+    }
+    todo, done = pending_jobs(jobs, out, settings, overwrite)
+    model = build_model(model_name, checkpoint)
+    manifest = Manifest(out)
+    targets = {job.image: job for job in todo}
     failed = 0
-    progress = tqdm(run(model, list(targets), input_size, device, precision), total=len(jobs), unit="img")
+    progress = tqdm(run(model, list(targets), input_size, device, precision), total=len(todo), unit="img")
     for src, result in progress:
         if isinstance(result, Exception):
             failed += 1
             progress.write(f"skipped {src}: {result}", file=sys.stderr)
             continue
-        save_map(result.upsample(), targets[src], fmt)
-    click.echo(f"wrote {len(jobs) - failed} depth map(s) to {out}" + (f"; {failed} image(s) failed" if failed else ""))
+        save_map(result.upsample(), targets[src].target, fmt)
+        manifest.record(targets[src], out, settings)
+    kept = f", {done} already there" if done else ""
+    click.echo(
+        f"wrote {len(todo) - failed} depth map(s) to {out}{kept}" + (f"; {failed} image(s) failed" if failed else "")
+    )
     if failed:
         raise SystemExit(1)
