@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from da2k.benchmark import map_path
+from da2k.errors import Da2kError
 
 # Orientation tag -> the transpose that displays the stored pixels (PIL's exif_transpose table).
 _DISPLAY = {
@@ -139,7 +140,7 @@ def sample_pairs(
         else:
             pairs.append({"point1": near, "point2": far, "closer_point": "point1"})
     if len(pairs) < n:
-        raise RuntimeError(f"scene has too little depth range for {n} pairs")
+        raise Da2kError(f"a scene has too little depth range for {n} pairs: ask for fewer --pairs or a larger --size")
     return pairs
 
 
@@ -236,19 +237,41 @@ def write_maps(
     return out
 
 
+MIN_SIDE, MAX_SIDE = 16, 4096
+
+
+def _size(ctx: Any, param: Any, value: str) -> tuple[int, int]:
+    """`HxW` -> (H, W), each side in [MIN_SIDE, MAX_SIDE] (smaller scenes cannot hold pairs)."""
+    import click
+
+    try:
+        h, w = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not HxW, e.g. 48x64") from None
+    if not (MIN_SIDE <= h <= MAX_SIDE and MIN_SIDE <= w <= MAX_SIDE):
+        raise click.BadParameter(f"{value}: each side must be {MIN_SIDE} to {MAX_SIDE} pixels")
+    return h, w
+
+
 def main() -> None:
     import click
 
-    @click.command()
+    from da2k.cli.errors import Da2kCommand, user_errors
+
+    @click.command(cls=Da2kCommand)
     @click.argument("out_dir", type=click.Path(file_okay=False))
-    @click.option("--images", "n_images", default=8, show_default=True, help="Number of images.")
-    @click.option("--pairs", "pairs_per_image", default=3, show_default=True, help="Pairs per image.")
-    @click.option("--size", default="48x64", show_default=True, help="Image size HxW (EXIF-applied).")
-    @click.option("--seed", default=0, show_default=True)
-    def cli(out_dir: str, n_images: int, pairs_per_image: int, size: str, seed: int) -> None:
+    @click.option(
+        "--images", "n_images", type=click.IntRange(1), default=8, show_default=True, help="Number of images."
+    )
+    @click.option(
+        "--pairs", "pairs_per_image", type=click.IntRange(0), default=3, show_default=True, help="Pairs per image."
+    )
+    @click.option("--size", default="48x64", show_default=True, callback=_size, help="Image size HxW (EXIF-applied).")
+    @click.option("--seed", type=int, default=0, show_default=True)
+    @user_errors
+    def cli(out_dir: str, n_images: int, pairs_per_image: int, size: tuple[int, int], seed: int) -> None:
         """Write a synthetic DA-2K-format benchmark (with ground-truth depth) to OUT_DIR."""
-        h, w = (int(v) for v in size.lower().split("x"))
-        bench = make_benchmark(out_dir, n_images=n_images, size=(h, w), pairs_per_image=pairs_per_image, seed=seed)
+        bench = make_benchmark(out_dir, n_images=n_images, size=size, pairs_per_image=pairs_per_image, seed=seed)
         click.echo(f"{bench.root}: {len(bench.keys)} images, {bench.n_pairs} pairs; ground truth in {bench.depth_dir}")
 
     cli()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import sys
 from typing import Any, Callable
 
 import click
@@ -67,7 +68,32 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class _Interruptible:
-    """Ctrl-C ends a command with one line and exit status 130 (click's default: exit 1)."""
+    """Exit statuses and messages of the module docstring: a usage error is one line naming the
+    help to read (click's default adds the usage text), Ctrl-C is exit status 130 (click's: 1)."""
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: Any = None,
+        complete_var: Any = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)  # type: ignore[misc]
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)  # type: ignore[misc]
+        except click.UsageError as exc:
+            hint = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            click.echo(f"Error: {one_line(exc.format_message())}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
