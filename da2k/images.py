@@ -31,7 +31,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from da2k.errors import Da2kError
+from da2k.errors import Da2kError, json_problem
 from da2k.models.errors import ModelError  # what decode_image raises; re-exported for the app
 from da2k.models.files import atomic_write_bytes
 from da2k.models.images import IMAGE_SUFFIXES, decode_image, image_size, max_pixels, scan_images, to_rgb
@@ -279,6 +279,8 @@ def parse_json(raw: bytes, where: str) -> Any:
         raise Da2kError(f"{where} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
     except RecursionError:
         raise Da2kError(f"{where} is nested too deeply to be a DA-2K annotation file") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise Da2kError(f"{where} is {json_problem(exc)}") from None
     if _depth(data) > MAX_JSON_DEPTH:
         raise Da2kError(f"{where} is nested more than {MAX_JSON_DEPTH} levels deep; a DA-2K file needs 4")
     return data

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from da2k.benchmark import SCENARIOS
-from da2k.errors import Da2kError
+from da2k.errors import JSON_ERRORS, Da2kError, json_problem
 from da2k.models.files import atomic_write_text
 from da2k.scoring import Paired, order_scenarios, paired, wilson_ci
 
@@ -352,10 +352,8 @@ def _read_json(path: Path) -> Any:
         raise Da2kError(f"result file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise Da2kError(f"{path}: cannot read result file ({exc.__class__.__name__}: {exc})") from None
-    except json.JSONDecodeError as exc:
-        raise Da2kError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    except RecursionError:
-        raise Da2kError(f"{path}: JSON nested too deeply to be a result file") from None
+    except JSON_ERRORS as exc:
+        raise Da2kError(f"{path}: {json_problem(exc)}") from None
 
 
 def read_result(path: str | Path, *, need_pairs_file: bool = True) -> Result:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from da2k.errors import Da2kError
+from da2k.errors import JSON_ERRORS, Da2kError, json_problem
 from da2k.leaderboard.identity import counted_params
 from da2k.leaderboard.names import PAPER_MODEL_IDS, official_repo
 from da2k.leaderboard.results import Entry, Score
@@ -92,8 +92,8 @@ def _read(path: Path) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise Da2kError(f"{path}: cannot read reported tables ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise Da2kError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except JSON_ERRORS as exc:
+        raise Da2kError(f"{path}: {json_problem(exc)}") from None
     if not isinstance(data, dict) or not isinstance(data.get("source"), str) or not data["source"].strip():
         raise Da2kError(f"{path}: expected a reported-numbers file with a 'source' (like da2k_paper_tables.json)")
     return data

@@ -61,7 +61,7 @@ class Record:
 def rgbd_folder(root: Path) -> list[Record]:
     """Records of a generic RGB-D folder (layout in the module docstring)."""
     meta_file = root / "rgbd.json"
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    meta = _read_json(meta_file) if meta_file.is_file() else {}
     kind = meta.get("kind", "depth")
     if kind not in ("depth", "disparity"):
         raise ModelError(f"{meta_file}: kind must be 'depth' or 'disparity', not {kind!r}")
@@ -182,13 +182,27 @@ def pseudo_records(shards: Path) -> list[Record]:
     manifest_file = shards / "manifest.json"
     if not manifest_file.is_file():
         raise ModelError(f"{manifest_file} is missing: run `da2k pseudo-label ... --out {shards}` to completion first")
-    manifest = json.loads(manifest_file.read_text())
-    images_root = Path(manifest["images_root"])
-    align = bool(manifest.get("align_corners", True))
-    return [
-        Record(images_root / it["image"], shards / it["label"], "pseudo", "pseudo", align_corners=align)
-        for it in manifest["items"]
-    ]
+    manifest = _read_json(manifest_file)
+    try:
+        images_root = Path(manifest["images_root"])
+        align = bool(manifest.get("align_corners", True))
+        return [
+            Record(images_root / it["image"], shards / it["label"], "pseudo", "pseudo", align_corners=align)
+            for it in manifest["items"]
+        ]
+    except (KeyError, TypeError, AttributeError):
+        raise ModelError(f"{manifest_file} is not a manifest written by `da2k pseudo-label`") from None
+
+
+def _read_json(path: Path):
+    """A small JSON file of ours; anything unreadable is one line naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ModelError(f"{path} is not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path} must hold a JSON object")
+    return data
 
 
 # ---------------------------------------------------------------- augmentation

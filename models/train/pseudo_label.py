@@ -52,9 +52,9 @@ def _done(out: Path) -> dict[str, dict]:
         for line in part.read_text().splitlines():
             try:
                 item = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a crash
+                items[item["image"]] = item
+            except (ValueError, RecursionError, KeyError, TypeError):  # a line cut short by a crash
                 continue
-            items[item["image"]] = item
     return items
 
 
