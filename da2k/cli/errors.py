@@ -81,6 +81,10 @@ class _Interruptible:
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)  # type: ignore[misc]
+        for stream in (sys.stdout, sys.stderr):
+            # A name from a file (an annotation key with a lone surrogate) must print, not crash.
+            if hasattr(stream, "reconfigure"):
+                stream.reconfigure(errors="backslashreplace")
         try:
             rv = super().main(args, prog_name, complete_var, False, **extra)  # type: ignore[misc]
         except click.UsageError as exc:

@@ -98,10 +98,14 @@ def check_sqlite_path(path: Path, *, create: bool) -> None:
 
 
 def _sqlite_tables(path: Path) -> set[str]:
-    """Table names of an existing SQLite file, read without changing it ({"schema_version"} when
-    it cannot be read this way, so opening it reports the real problem)."""
+    """Table names of an existing SQLite file, read without changing it or adding files beside
+    it ({"schema_version"} when that cannot be told, so opening it reports the real problem).
+    A database with a write-ahead log is in use by a writer: its newest tables may be in the
+    log only, so it is not judged here."""
+    if Path(f"{path}-wal").exists():
+        return {"schema_version"}
     try:
-        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as conn:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True)) as conn:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.Error:
         return {"schema_version"}
