@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from da2k.benchmark import EXPORT_MANIFEST as MANIFEST
 from da2k.errors import Da2kError
 from da2k.images import ANNOTATIONS
-from da2k.models.files import atomic_write, atomic_write_text
+from da2k.models.files import atomic_write, atomic_write_text, remove_temporaries, temporary_name
 from da2k.models.weights import file_sha256
 from da2k.store import Image, Pair, Store
 from da2k.store.ops import log_event
@@ -73,7 +73,7 @@ def _place(src: Path, dst: Path, link: bool, sha256: str) -> None:
         return
     if link:
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.parent / f".{dst.name}.{os.getpid()}.tmp{dst.suffix}"
+        tmp = temporary_name(dst, str(os.getpid()))
         tmp.unlink(missing_ok=True)
         try:
             os.link(src, tmp)
@@ -183,6 +183,10 @@ def export_benchmark(
     previous = check_target(out, force)
     plan = _plan(store, images_root)
     out.mkdir(parents=True, exist_ok=True)
+    if previous is not None:
+        remove_temporaries(out)  # what a killed export left half-written
+    if not (out / MANIFEST).is_file():  # an export killed before its end is still known as one
+        atomic_write_text(out / MANIFEST, json.dumps({"schema": MANIFEST_SCHEMA, "complete": False, "files": []}))
     for key, src, sha256, _ in tqdm(plan, desc="export", unit="img", disable=not progress):
         _place(src, out / key, link, sha256)
     annotations = {key: pairs for key, _, _, pairs in plan}
@@ -191,6 +195,7 @@ def export_benchmark(
     n_pairs = sum(len(v) for v in annotations.values())
     manifest = {
         "schema": MANIFEST_SCHEMA,
+        "complete": True,
         "database": store.engine.url.render_as_string(hide_password=True),
         "scenarios": sorted({key.split("/")[1] for key in annotations}),
         "images": len(annotations),

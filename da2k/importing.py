@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from da2k.benchmark import Benchmark, Report, load_benchmark, scenario_of, validate
 from da2k.errors import Da2kError
 from da2k.images import MemberError, extract
+from da2k.models.files import remove_temporaries
 from da2k.store import Image, Pair, Store
 from da2k.store.ops import image_by_sha, log_event
 from da2k.store.writes import BATCH_ROWS, write_in_batches
@@ -62,6 +63,8 @@ def source_images(bench: Benchmark, checked: Report, root: Path, *, progress: bo
     the archive reader (`da2k.images.extract`: atomic, sha256-checked, never outside `root`);
     an image that cannot be extracted is skipped with a warning."""
     from_zip = not bench.archive.is_folder
+    if from_zip and root.is_dir():
+        remove_temporaries(root)  # what a killed extraction left half-written
     for key in tqdm(bench.keys(), desc="import", unit="img", disable=not progress):
         if not checked.is_valid(key):
             continue

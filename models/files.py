@@ -7,9 +7,12 @@ mode the umask allows, as `open()` would give them (a temporary file alone would
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[^.]+\.tmp(?P<suffix>\.[^.]*)?$")
 
 
 def _umask_mode() -> int:
@@ -47,3 +50,23 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
             f.write(text)
 
     return atomic_write(path, write)
+
+
+def temporary_name(path: str | os.PathLike, tag: str) -> Path:
+    """A temporary name next to `path` in the writer's pattern (for writes that cannot go
+    through `atomic_write`, e.g. a hard link then a rename); `tag` makes it unique."""
+    path = Path(path)
+    return path.parent / f".{path.name}.{tag}.tmp{path.suffix}"
+
+
+def remove_temporaries(folder: str | os.PathLike) -> int:
+    """Remove, under `folder`, the temporary files a killed writer left (`.<name>.<tag>.tmp<ext>`);
+    returns how many. Call it only on folders the caller owns."""
+    removed = 0
+    for dirpath, _, filenames in os.walk(folder):
+        for name in filenames:
+            match = _TEMPORARY.match(name)
+            if match and Path(match["name"]).suffix == (match["suffix"] or ""):
+                Path(dirpath, name).unlink(missing_ok=True)
+                removed += 1
+    return removed

@@ -57,8 +57,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_state(obj: Any, path: Path) -> None:
-    """`torch.save` through the atomic writer: a kill leaves the old file or the new one."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """`torch.save` through the atomic writer: a kill leaves the old file or the new one.
+
+    Saved through a file object, so the archive's inner folder name is fixed rather than taken
+    from the random temporary name: equal weights give byte-equal files (and checkpoint hashes)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+
+    atomic_write(path, write)
 
 
 def load_state(path: Path) -> dict[str, Any]:
