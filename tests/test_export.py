@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -167,3 +168,60 @@ def test_export_finds_moved_images_under_images_root(mined, tmp_path):
         with store.write() as s:
             for image in s.scalars(select(Image)):
                 image.root = originals[image.id]
+
+
+def test_a_flat_folder_is_mined_with_a_warning_and_its_export_validates_and_scores(tmp_path, caplog):
+    """README's chain mine -> export -> validate -> evaluate on photos kept in one folder."""
+    scenes = make_scenes(tmp_path / "s", n_images=4)
+    flat = tmp_path / "photos"
+    flat.mkdir()
+    for path in scenes.images.rglob("*.*"):
+        shutil.copy(path, flat / path.name)
+    experts = []
+    for name in ("gt", "noisy"):  # precomputed maps mirror the images folder: flat too
+        maps = tmp_path / "maps" / name
+        maps.mkdir(parents=True)
+        for path in scenes.maps[name].rglob("*.npy"):
+            shutil.copy(path, maps / path.name)
+        experts += ["--expert", f"precomputed:{maps};kind=depth"]
+    db, out = tmp_path / "flat.db", tmp_path / "bench"
+    runner = CliRunner()
+    mined = runner.invoke(
+        main,
+        ["mine", "--images", str(flat), "--db", str(db), "--points", "felzenszwalb", "--audit-rate", "0", *experts],
+    )  # fmt: skip
+    assert mined.exit_code == 0, mined.output
+    assert "scenario is the folder's name, 'photos'" in caplog.text and "--scenario NAME" in caplog.text
+    assert runner.invoke(main, ["export", "--db", str(db), "--out", str(out)]).exit_code == 0
+    assert json.loads((out / "da2k-export.json").read_text())["scenarios"] == ["photos"]
+    assert all(key.startswith("images/photos/") for key in json.loads((out / "annotations.json").read_text()))
+    check = runner.invoke(main, ["validate", str(out)])  # no --allow-scenario photos needed
+    assert check.exit_code == 0, check.output
+    shutil.copytree(tmp_path / "maps" / "gt", tmp_path / "eval" / "photos")  # maps by <scenario>/<file>
+    scored = runner.invoke(
+        main, ["evaluate", "--model", f"precomputed:{tmp_path / 'eval'}", "--kind", "depth", "--data",
+               str(out), "--out", str(tmp_path / "r"), "--scenarios", "photos"],
+    )  # fmt: skip
+    assert scored.exit_code == 0, scored.output
+    assert json.loads((tmp_path / "r" / "eval-bench-photos.json").read_text())["overall"]["accuracy"] == 1.0
+
+
+def test_export_refuses_a_foreign_folder_replaces_its_own_and_honours_the_umask(mined, tmp_path):
+    scenes, store, _ = mined
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "holiday.jpg").write_bytes(b"a photo")
+    with pytest.raises(Da2kError, match="--force"):
+        export_benchmark(store, photos, progress=False)
+    assert sorted(p.name for p in photos.iterdir()) == ["holiday.jpg"]
+    old = os.umask(0o027)
+    try:
+        export_benchmark(store, tmp_path / "out", link=False, progress=False)
+        again = export_benchmark(store, tmp_path / "out", link=False, progress=False)  # its own: replaced
+    finally:
+        os.umask(old)
+    assert again.pairs == len(exported_pairs(tmp_path / "out"))
+    for path in [tmp_path / "out" / "annotations.json", *(tmp_path / "out" / "images").rglob("*.*")]:
+        assert path.stat().st_mode & 0o777 == 0o640, path
+    forced = export_benchmark(store, photos, force=True, progress=False)
+    assert (photos / "holiday.jpg").read_bytes() == b"a photo" and forced.pairs == again.pairs
