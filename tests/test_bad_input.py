@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import sqlite3
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,6 @@ from da2k.models.train.pseudo_label import pseudo_label
 from da2k.synthetic import make_benchmark
 
 FIXTURES = Path(__file__).parent / "fixtures"
-MAPS = "precomputed:{ws}/bench/depth/images;kind=depth"
-TINY = "vit-tiny;weights={ws}/tiny.pth;input_size=28"
 
 
 @pytest.fixture(scope="module")
@@ -80,331 +79,123 @@ def _broken_benchmarks(ws: Path, bench) -> None:
 
 @dataclass(frozen=True)
 class Case:
+    """One row: the command line (shell words; `{ws}` is the workspace, `$MAPS`, `$DEPTH`,
+    `$TINY`, `$TRAIN`, `$MINE` stand for the strings below), the fragment the one error line
+    holds, the exit status, fragments it must not hold, and whether the command lists problems
+    on stdout instead (`da2k validate`)."""
+
     id: str
-    args: tuple[str, ...]
+    command: str
     fragment: str
     code: int = 1
-    absent: tuple[str, ...] = field(default_factory=tuple)  # fragments that must not appear
-    listing: bool = False  # `da2k validate`: every problem on stdout, one line each, no error line
+    absent: tuple[str, ...] = ()
+    listing: bool = False
+
+    @property
+    def args(self) -> list[str]:
+        words = []
+        for word in shlex.split(self.command):
+            words += WORDS[word] if word in WORDS else [word]
+        return words
 
 
-TRAIN = ("--encoder", "vit-tiny", "--init", "random", "--iters", "2", "--batch-size", "2", "--size", "28")
+MAPS = "precomputed:{ws}/bench/depth/images;kind=depth"
+TINY = "vit-tiny;weights={ws}/tiny.pth;input_size=28"
+TRAIN = "--encoder vit-tiny --init random --iters 2 --batch-size 2 --size 28 --workers 0 --device cpu"
+MINE = "mine --images {ws}/bench/images --db {ws}/new.db"
+PL = "pseudo-label --encoder vit-tiny --images {ws}/bench/images"
+WORDS = {
+    "$MAPS": [MAPS],
+    "$DEPTH": [MAPS.split(";")[0]],
+    "$TINY": [TINY],
+    "$TRAIN": TRAIN.split(),
+    "$MINE": MINE.split(),
+    "$PL": PL.split(),
+}
+
+# fmt: off
 CASES = [
     # --db: checked before anything is created
-    Case("stats-db-jpeg", ("stats", "--db", "{ws}/photo.jpg"), "looks like a JPEG image"),
-    Case("stats-db-text", ("stats", "--db", "{ws}/notes.txt"), "looks like a text file"),
-    Case("stats-db-folder", ("stats", "--db", "{ws}/folder"), "is a folder"),
-    Case("stats-db-missing", ("stats", "--db", "{ws}/missing.db"), "no annotation database"),
-    Case("stats-db-mysql", ("stats", "--db", "mysql://u@h/db"), "pip install pymysql", absent=("postgres",)),
-    Case("stats-db-dialect", ("stats", "--db", "nosuch://x/y"), "unknown database dialect"),
-    Case(
-        "mine-db-missing-dir",
-        ("mine", "--images", "{ws}/bench/images", "--db", "{ws}/nodir/x.db", "--expert", MAPS, "--expert", TINY),
-        "{ws}/nodir does not exist",
-    ),  # fmt: skip
-    Case(
-        "mine-db-other-program",
-        ("mine", "--images", "{ws}/bench/images", "--db", "{ws}/other.db", "--expert", MAPS, "--expert", TINY),
-        "another program",
-    ),  # fmt: skip
-    Case("export-db-jpeg", ("export", "--db", "{ws}/photo.jpg", "--out", "{ws}/out"), "not a SQLite database"),
-    Case("import-db-text", ("import-benchmark", "{ws}/bench", "--db", "{ws}/notes.txt"), "not a SQLite database"),
-    Case("merge-into-jpeg", ("store", "merge", "{ws}/da2k.db", "--into", "{ws}/photo.jpg"), "not a SQLite database"),
-    Case("merge-source-text", ("store", "merge", "{ws}/notes.txt", "--into", "{ws}/new.db"), "not a SQLite database"),
-    Case("annotate-db-jpeg", ("annotate", "--db", "{ws}/photo.jpg"), "not a SQLite database"),
+    Case("stats-db-jpeg", "stats --db {ws}/photo.jpg", "looks like a JPEG image"),
+    Case("stats-db-text", "stats --db {ws}/notes.txt", "looks like a text file"),
+    Case("stats-db-folder", "stats --db {ws}/folder", "is a folder"),
+    Case("stats-db-missing", "stats --db {ws}/missing.db", "no annotation database"),
+    Case("stats-db-mysql", "stats --db mysql://u@h/db", "pip install pymysql", absent=("postgres",)),
+    Case("stats-db-dialect", "stats --db nosuch://x/y", "unknown database dialect"),
+    Case("mine-db-missing-dir", "mine --images {ws}/bench/images --db {ws}/nodir/x.db --expert $MAPS --expert $TINY",
+         "{ws}/nodir does not exist"),
+    Case("mine-db-other-program", "mine --images {ws}/bench/images --db {ws}/other.db --expert $MAPS --expert $TINY",
+         "another program"),
+    Case("export-db-jpeg", "export --db {ws}/photo.jpg --out {ws}/out", "not a SQLite database"),
+    Case("import-db-text", "import-benchmark {ws}/bench --db {ws}/notes.txt", "not a SQLite database"),
+    Case("merge-into-jpeg", "store merge {ws}/da2k.db --into {ws}/photo.jpg", "not a SQLite database"),
+    Case("merge-source-text", "store merge {ws}/notes.txt --into {ws}/new.db", "not a SQLite database"),
+    Case("annotate-db-jpeg", "annotate --db {ws}/photo.jpg", "not a SQLite database"),
     # refused runs leave no database behind
-    Case(
-        "mine-empty-folder",
-        ("mine", "--images", "{ws}/empty_images", "--db", "{ws}/new.db", "--expert", MAPS, "--expert", TINY),
-        "no images under",
-    ),  # fmt: skip
-    Case(
-        "mine-one-expert",
-        ("mine", "--images", "{ws}/bench/images", "--db", "{ws}/new.db", "--expert", MAPS),
-        "at least two experts",
-    ),  # fmt: skip
-    Case(
-        "mine-planted-expert",
-        (
-            "mine",
-            "--images",
-            "{ws}/bench/images",
-            "--db",
-            "{ws}/new.db",
-            "--expert",
-            MAPS,
-            "--expert",
-            "vit-tiny;weights={ws}/planted.pt",
-        ),
-        "refused",
-    ),  # fmt: skip
-    Case(
-        "mine-offline-expert",
-        ("mine", "--images", "{ws}/bench/images", "--db", "{ws}/new.db", "--expert", MAPS, "--expert", "vits"),
-        "'vits;weights=PATH'",
-        absent=("--weights",),
-    ),  # fmt: skip
-    Case(
-        "mine-tiny-without-weights",
-        ("mine", "--images", "{ws}/bench/images", "--db", "{ws}/new.db", "--expert", MAPS, "--expert", "vit-tiny"),
-        ";weights=PATH",
-        absent=("--weights",),
-    ),  # fmt: skip
-    Case("import-bigint", ("import-benchmark", "{ws}/bad_bigint", "--db", "{ws}/new.db"), "4300 digits"),
+    Case("mine-empty-folder", "mine --images {ws}/empty_images --db {ws}/new.db --expert $MAPS --expert $TINY",
+         "no images under"),
+    Case("mine-one-expert", "$MINE --expert $MAPS", "at least two experts"),
+    Case("mine-planted-expert", "$MINE --expert $MAPS --expert 'vit-tiny;weights={ws}/planted.pt'", "refused"),
+    Case("mine-offline-expert", "$MINE --expert $MAPS --expert vits", "'vits;weights=PATH'", absent=("--weights",)),
+    Case("mine-tiny-without-weights", "$MINE --expert $MAPS --expert vit-tiny",
+         ";weights=PATH", absent=("--weights",)),
+    Case("import-bigint", "import-benchmark {ws}/bad_bigint --db {ws}/new.db", "4300 digits"),
     # numbers: click refuses them before any output (exit 2)
-    Case(
-        "train-size-50",
-        ("train", "teacher", "--data", "{ws}/bench", "--out", "{ws}/run", *TRAIN[:-1], "50"),
-        "not a multiple of 14",
-        2,
-    ),  # fmt: skip
-    Case(
-        "train-workers-negative",
-        ("train", "student", "--pseudo", "{ws}/labels", "--out", "{ws}/run", "--workers", "-1"),
-        "--workers",
-        2,
-    ),  # fmt: skip
-    Case(
-        "train-iters-zero",
-        ("train", "metric", "--data", "{ws}/bench", "--out", "{ws}/run", "--iters", "0"),
-        "--iters",
-        2,
-    ),  # fmt: skip
-    Case("train-lr-zero", ("train", "teacher", "--data", "{ws}/bench", "--out", "{ws}/run", "--lr", "0"), "--lr", 2),
-    Case(
-        "mine-audit-rate",
-        ("mine", "--images", "{ws}/bench/images", "--db", "{ws}/new.db", "--audit-rate", "2"),
-        "--audit-rate",
-        2,
-    ),  # fmt: skip
-    Case(
-        "mine-min-margin",
-        ("mine", "--images", "{ws}/bench/images", "--db", "{ws}/new.db", "--min-margin", "-1"),
-        "--min-margin",
-        2,
-    ),  # fmt: skip
-    Case(
-        "mine-shard",
-        ("mine", "--images", "{ws}/bench/images", "--db", "{ws}/new.db", "--shard", "3/2"),
-        "INDEX must be in 0..COUNT-1",
-        2,
-    ),  # fmt: skip
-    Case(
-        "evaluate-limit-zero",
-        (
-            "evaluate",
-            "--model",
-            MAPS.split(";")[0],
-            "--kind",
-            "depth",
-            "--data",
-            "{ws}/bench",
-            "--limit",
-            "0",
-            "--out",
-            "{ws}/results",
-        ),
-        "--limit",
-        2,
-    ),  # fmt: skip
-    Case("annotate-port-zero", ("annotate", "--db", "{ws}/da2k.db", "--port", "0"), "--port", 2),
-    Case(
-        "predict-input-size",
-        ("predict", "{ws}/photo.jpg", "--model", "vit-tiny", "--out", "{ws}/p", "--input-size", "5"),
-        "--input-size",
-        2,
-    ),  # fmt: skip
-    Case(
-        "pseudo-label-input-size",
-        (
-            "pseudo-label",
-            "--teacher",
-            "{ws}/tiny.pth",
-            "--encoder",
-            "vit-tiny",
-            "--images",
-            "{ws}/bench/images",
-            "--out",
-            "{ws}/pl",
-            "--input-size",
-            "3",
-        ),
-        "--input-size",
-        2,
-    ),  # fmt: skip
-    Case("unknown-command", ("nosuch",), "No such command", 2),
+    Case("train-size-50", "train teacher --data {ws}/bench --out {ws}/run $TRAIN --size 50",
+         "not a multiple of 14", 2),
+    Case("train-workers-negative", "train student --pseudo {ws}/labels --out {ws}/run --workers -1", "--workers", 2),
+    Case("train-iters-zero", "train metric --data {ws}/bench --out {ws}/run --iters 0", "--iters", 2),
+    Case("train-lr-zero", "train teacher --data {ws}/bench --out {ws}/run --lr 0", "--lr", 2),
+    Case("mine-audit-rate", "$MINE --audit-rate 2", "--audit-rate", 2),
+    Case("mine-min-margin", "$MINE --min-margin -1", "--min-margin", 2),
+    Case("mine-shard", "$MINE --shard 3/2", "INDEX must be in 0..COUNT-1", 2),
+    Case("evaluate-limit-zero", "evaluate --model $DEPTH --kind depth --data {ws}/bench --limit 0 --out {ws}/results",
+         "--limit", 2),
+    Case("annotate-port-zero", "annotate --db {ws}/da2k.db --port 0", "--port", 2),
+    Case("predict-input-size", "predict {ws}/photo.jpg --model vit-tiny --out {ws}/p --input-size 5",
+         "--input-size", 2),
+    Case("pseudo-label-input-size", "$PL --teacher {ws}/tiny.pth --out {ws}/pl --input-size 3",
+         "--input-size", 2),
+    Case("unknown-command", "nosuch", "No such command", 2),
     # checkpoints: never unpickled, one clear line
-    Case(
-        "predict-weights-text",
-        ("predict", "{ws}/photo.jpg", "--model", "vit-tiny", "--weights", "{ws}/notes.txt", "--out", "{ws}/p"),
-        "not a PyTorch or safetensors checkpoint",
-        absent=("weights_only",),
-    ),  # fmt: skip
-    Case(
-        "predict-weights-empty",
-        ("predict", "{ws}/photo.jpg", "--model", "vit-tiny", "--weights", "{ws}/empty.pth", "--out", "{ws}/p"),
-        "is empty",
-    ),  # fmt: skip
-    Case(
-        "predict-weights-planted",
-        ("predict", "{ws}/photo.jpg", "--model", "vit-tiny", "--weights", "{ws}/planted.pt", "--out", "{ws}/p"),
-        "could run code",
-        absent=("weights_only=False",),
-    ),  # fmt: skip
-    Case(
-        "evaluate-weights-planted",
-        (
-            "evaluate",
-            "--model",
-            "vit-tiny",
-            "--weights",
-            "{ws}/planted.pt",
-            "--data",
-            "{ws}/bench",
-            "--out",
-            "{ws}/results",
-            "--cache-dir",
-            "{ws}/cache",
-        ),
-        "could run code",
-    ),  # fmt: skip
-    Case(
-        "train-init-planted",
-        (
-            "train",
-            "teacher",
-            "--data",
-            "{ws}/bench",
-            "--out",
-            "{ws}/run",
-            "--encoder",
-            "vit-tiny",
-            "--init",
-            "{ws}/planted.pt",
-        ),
-        "could run code",
-    ),  # fmt: skip
-    Case(
-        "train-last-pt-planted",
-        (
-            "train",
-            "teacher",
-            "--data",
-            "{ws}/bench",
-            "--out",
-            "{ws}/run_planted",
-            *TRAIN,
-            "--workers",
-            "0",
-            "--device",
-            "cpu",
-        ),
-        "refused",
-    ),  # fmt: skip
-    Case(
-        "pseudo-label-teacher-planted",
-        (
-            "pseudo-label",
-            "--teacher",
-            "{ws}/planted.pt",
-            "--encoder",
-            "vit-tiny",
-            "--images",
-            "{ws}/bench/images",
-            "--out",
-            "{ws}/pl",
-        ),
-        "could run code",
-    ),  # fmt: skip
-    Case(
-        "predict-offline",
-        ("predict", "{ws}/photo.jpg", "--model", "vits", "--out", "{ws}/p"),
-        "depth_anything_v2_vits.pth",
-    ),  # fmt: skip
+    Case("predict-weights-text", "predict {ws}/photo.jpg --model vit-tiny --weights {ws}/notes.txt --out {ws}/p",
+         "not a PyTorch or safetensors checkpoint", absent=("weights_only",)),
+    Case("predict-weights-empty", "predict {ws}/photo.jpg --model vit-tiny --weights {ws}/empty.pth --out {ws}/p",
+         "is empty"),
+    Case("predict-weights-planted", "predict {ws}/photo.jpg --model vit-tiny --weights {ws}/planted.pt --out {ws}/p",
+         "could run code", absent=("weights_only=False",)),
+    Case("evaluate-weights-planted",
+         "evaluate --model vit-tiny --weights {ws}/planted.pt --data {ws}/bench --out {ws}/results --cache-dir {ws}/c",
+         "could run code"),
+    Case("train-init-planted",
+         "train teacher --data {ws}/bench --out {ws}/run --encoder vit-tiny --init {ws}/planted.pt",
+         "could run code"),
+    Case("train-last-pt-planted", "train teacher --data {ws}/bench --out {ws}/run_planted $TRAIN", "refused"),
+    Case("pseudo-label-teacher-planted", "$PL --teacher {ws}/planted.pt --out {ws}/pl",
+         "could run code"),
+    Case("predict-offline", "predict {ws}/photo.jpg --model vits --out {ws}/p", "depth_anything_v2_vits.pth"),
     # annotation files
-    Case("validate-bigint", ("validate", "{ws}/bad_bigint"), "4300 digits"),
-    Case("validate-deep", ("validate", "{ws}/bad_deep"), "nested too deeply"),
-    Case("validate-surrogate", ("validate", "{ws}/bad_surrogate"), "\\udcff.png: image file not found", listing=True),
-    Case("validate-long-name", ("validate", "{ws}/bad_longname"), "File name too long"),
-    Case(
-        "evaluate-bigint",
-        (
-            "evaluate",
-            "--model",
-            MAPS.split(";")[0],
-            "--kind",
-            "depth",
-            "--data",
-            "{ws}/bad_bigint",
-            "--out",
-            "{ws}/results",
-        ),
-        "4300 digits",
-    ),  # fmt: skip
-    Case(
-        "evaluate-long-name",
-        (
-            "evaluate",
-            "--model",
-            MAPS.split(";")[0],
-            "--kind",
-            "depth",
-            "--data",
-            "{ws}/bad_longname",
-            "--out",
-            "{ws}/results",
-        ),
-        "File name too long",
-    ),  # fmt: skip
+    Case("validate-bigint", "validate {ws}/bad_bigint", "4300 digits"),
+    Case("validate-deep", "validate {ws}/bad_deep", "nested too deeply"),
+    Case("validate-surrogate", "validate {ws}/bad_surrogate", "\\udcff.png: image file not found", listing=True),
+    Case("validate-long-name", "validate {ws}/bad_longname", "File name too long"),
+    Case("evaluate-bigint", "evaluate --model $DEPTH --kind depth --data {ws}/bad_bigint --out {ws}/results",
+         "4300 digits"),
+    Case("evaluate-long-name", "evaluate --model $DEPTH --kind depth --data {ws}/bad_longname --out {ws}/results",
+         "File name too long"),
     # jobs refusing to lose or mix work
-    Case(
-        "train-eval-broken-benchmark",
-        ("train", "teacher", "--data", "{ws}/bench", "--out", "{ws}/run", *TRAIN, "--eval", "{ws}/bad_outside"),
-        "fix them before training",
-        absent=("--skip-invalid",),
-    ),  # fmt: skip
-    Case("export-into-photos", ("export", "--db", "{ws}/da2k.db", "--out", "{ws}/photos"), "--force"),
-    Case("export-onto-file", ("export", "--db", "{ws}/da2k.db", "--out", "{ws}/notes.txt"), "is a file", 2),
-    Case(
-        "predict-foreign-output",
-        (
-            "predict",
-            "{ws}/photos",
-            "--model",
-            "vit-tiny",
-            "--weights",
-            "{ws}/tiny.pth",
-            "--input-size",
-            "28",
-            "--out",
-            "{ws}/predicted",
-        ),
-        "--overwrite",
-    ),  # fmt: skip
-    Case(
-        "pseudo-label-other-input-size",
-        (
-            "pseudo-label",
-            "--teacher",
-            "{ws}/tiny.pth",
-            "--encoder",
-            "vit-tiny",
-            "--images",
-            "{ws}/bench/images",
-            "--out",
-            "{ws}/labels",
-            "--input-size",
-            "42",
-        ),
-        "input_size 28",
-    ),  # fmt: skip
-    Case(
-        "leaderboard-missing-results",
-        ("leaderboard", "build", "{ws}/nothing", "--out", "{ws}/site"),
-        "does not exist",
-        2,
-    ),  # fmt: skip
+    Case("train-eval-broken-benchmark", "train teacher --data {ws}/bench --out {ws}/run $TRAIN --eval {ws}/bad_outside",
+         "fix them before training", absent=("--skip-invalid",)),
+    Case("export-into-photos", "export --db {ws}/da2k.db --out {ws}/photos", "--force"),
+    Case("export-onto-file", "export --db {ws}/da2k.db --out {ws}/notes.txt", "is a file", 2),
+    Case("predict-foreign-output",
+         "predict {ws}/photos --model vit-tiny --weights {ws}/tiny.pth --input-size 28 --out {ws}/predicted",
+         "--overwrite"),
+    Case("pseudo-label-other-input-size", "$PL --teacher {ws}/tiny.pth --out {ws}/labels --input-size 42",
+         "input_size 28"),
+    Case("leaderboard-missing-results", "leaderboard build {ws}/nothing --out {ws}/site", "does not exist", 2),
 ]
+# fmt: on
 
 
 PROGRESS = re.compile(r"\[\d\d:\d\d[<,]|\d+it/s|\?\w+/s\]")
