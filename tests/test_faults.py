@@ -28,7 +28,7 @@ from da2k.store import ExpertVote, Image, Pair, Store
 from da2k.store.stats import format_stats, store_stats
 from da2k.synthetic import make_benchmark
 
-TIMING = {"wall_time_s", "date", "hardware", "elapsed_s", "images_per_s"}
+TIMING = {"wall_time_s", "date", "hardware", "elapsed_s", "images_per_s", "latency_ms", "latency"}
 
 EXPERTS = '''
 import os
