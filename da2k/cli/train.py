@@ -39,6 +39,14 @@ def _multiple_of_patch(ctx: click.Context, param: click.Parameter, value: int | 
     return value
 
 
+def _number(name: str, kind: click.ParamType, default: Any, help: str | None = None, **extra: Any) -> Callable:
+    """A numeric option whose range click checks before anything runs (a usage error, exit 2)."""
+    return click.option(name, type=kind, default=default, show_default=default is not None, help=help, **extra)
+
+
+POSITIVE, COUNT = click.IntRange(1), click.IntRange(0)
+
+
 def _optimisation_options(defaults: dict[str, Any]) -> Callable:
     """The options every training stage shares (engine config)."""
 
@@ -51,46 +59,15 @@ def _optimisation_options(defaults: dict[str, Any]) -> Callable:
                 type=click.Path(file_okay=False),
                 help="Run folder: model.pt, last.pt, log.csv.",
             ),
-            click.option(
-                "--iters", type=click.IntRange(1), default=defaults["iters"], show_default=True, help="Optimizer steps."
+            _number("--iters", POSITIVE, defaults["iters"], "Optimizer steps."),
+            _number("--batch-size", POSITIVE, defaults["batch_size"], "Images per process per micro-step."),
+            _number("--accum", POSITIVE, 1, "Micro-steps accumulated per optimizer step."),
+            _number(
+                "--size", click.IntRange(14), 518, "Square training crop (multiple of 14).", callback=_multiple_of_patch
             ),
-            click.option(
-                "--batch-size",
-                type=click.IntRange(1),
-                default=defaults["batch_size"],
-                show_default=True,
-                help="Images per process per micro-step.",
-            ),
-            click.option(
-                "--accum",
-                type=click.IntRange(1),
-                default=1,
-                show_default=True,
-                help="Micro-steps accumulated per optimizer step.",
-            ),
-            click.option(
-                "--size",
-                type=click.IntRange(14),
-                default=518,
-                show_default=True,
-                callback=_multiple_of_patch,
-                help="Square training crop (multiple of 14).",
-            ),
-            click.option(
-                "--lr",
-                type=click.FloatRange(0, min_open=True),
-                default=5e-6,
-                show_default=True,
-                help="Encoder learning rate.",
-            ),
-            click.option(
-                "--decoder-lr-mult",
-                type=click.FloatRange(0),
-                default=10.0,
-                show_default=True,
-                help="Decoder lr = lr x this.",
-            ),
-            click.option("--weight-decay", type=click.FloatRange(0), default=0.01, show_default=True),
+            _number("--lr", click.FloatRange(0, min_open=True), 5e-6, "Encoder learning rate."),
+            _number("--decoder-lr-mult", click.FloatRange(0), 10.0, "Decoder lr = lr x this."),
+            _number("--weight-decay", click.FloatRange(0), 0.01),
             click.option(
                 "--schedule",
                 type=click.Choice(["poly", "linear"]),
@@ -98,9 +75,7 @@ def _optimisation_options(defaults: dict[str, Any]) -> Callable:
                 show_default=True,
                 help="poly: (1 - t/T)^0.9.",
             ),
-            click.option(
-                "--warmup", type=click.IntRange(0), default=0, show_default=True, help="Linear warm-up steps."
-            ),
+            _number("--warmup", COUNT, 0, "Linear warm-up steps."),
             click.option(
                 "--precision",
                 type=click.Choice(["fp32", "bf16", "fp16"]),
@@ -119,26 +94,12 @@ def _optimisation_options(defaults: dict[str, Any]) -> Callable:
                 type=click.Path(dir_okay=False),
                 help="Local dinov2_<enc>14_pretrain.pth (else downloaded once).",
             ),
-            click.option(
-                "--workers",
-                type=click.IntRange(0),
-                default=2,
-                show_default=True,
-                help="DataLoader workers per process (0: load in the main process).",
-            ),
-            click.option("--seed", default=0, show_default=True),
-            click.option("--log-every", type=click.IntRange(1), default=20, show_default=True),
-            click.option(
-                "--save-every",
-                type=click.IntRange(1),
-                default=1000,
-                show_default=True,
-                help="Checkpoint (last.pt, model.pt) period in steps.",
-            ),
-            click.option(
-                "--stop-after",
-                type=click.IntRange(1),
-                help="Stop this run after N steps (resume later with the same command).",
+            _number("--workers", COUNT, 2, "DataLoader workers per process (0: load in the main process)."),
+            _number("--seed", click.INT, 0),
+            _number("--log-every", POSITIVE, 20),
+            _number("--save-every", POSITIVE, 1000, "Checkpoint (last.pt, model.pt) period in steps."),
+            _number(
+                "--stop-after", POSITIVE, None, "Stop this run after N steps (resume later with the same command)."
             ),
             click.option(
                 "--resume/--no-resume", default=True, show_default=True, help="Continue from OUT/last.pt if present."
