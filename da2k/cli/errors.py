@@ -52,8 +52,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
         try:
             return fn(*args, **kwargs)
-        except (Da2kError, ModelError) as exc:
-            raise click.ClickException(one_line(str(exc))) from None
+        except (Da2kError, ModelError) as exc:  # one line per problem, as the library wrote it
+            raise click.ClickException(str(exc).strip() or type(exc).__name__) from None
         except OSError as exc:
             if exc.errno is None:
                 raise
