@@ -144,7 +144,7 @@ def _hypersim_planar(distance: np.ndarray, focal: float = 886.81) -> np.ndarray:
 def read_label(record: Record) -> tuple[np.ndarray, np.ndarray]:
     """(values, valid) float32 / bool arrays at the label's own resolution."""
     if record.reader in ("npy", "pseudo"):
-        values = np.load(record.label).astype(np.float32)
+        values = np.load(record.label, allow_pickle=False).astype(np.float32)  # never unpickle
     elif record.reader in ("png16", "vkitti2"):
         with Image.open(record.label) as im:
             raw = np.array(im).astype(np.float32)
