@@ -200,10 +200,10 @@ def test_a_flat_folder_is_mined_with_a_warning_and_its_export_validates_and_scor
     shutil.copytree(tmp_path / "maps" / "gt", tmp_path / "eval" / "photos")  # maps by <scenario>/<file>
     scored = runner.invoke(
         main, ["evaluate", "--model", f"precomputed:{tmp_path / 'eval'}", "--kind", "depth", "--data",
-               str(out), "--out", str(tmp_path / "r"), "--scenarios", "photos"],
+               str(out), "--out", str(tmp_path / "r"), "--scenarios", "photos", "--run", "flat"],
     )  # fmt: skip
     assert scored.exit_code == 0, scored.output
-    assert json.loads((tmp_path / "r" / "eval-bench-photos.json").read_text())["overall"]["accuracy"] == 1.0
+    assert json.loads((tmp_path / "r" / "flat.json").read_text())["overall"]["accuracy"] == 1.0
 
 
 def test_export_refuses_a_foreign_folder_replaces_its_own_and_honours_the_umask(mined, tmp_path):

@@ -307,7 +307,7 @@ def mine(
     """Mine `images` (a folder, scanned recursively) into `store`; see `Miner` for options."""
     scanned = scan_images(Path(images), scenario)
     if not scanned:
-        raise Da2kError(f"no images under {images} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}, recursively)")
+        raise Da2kError(f"no images under {images} (looked for {', '.join(IMAGE_SUFFIXES)}, recursively)")
     if scenario is None:
         _warn_flat_folder(Path(images), scanned)
     files = [f for f in scanned if in_shard(f.rel, shard)]
