@@ -83,7 +83,7 @@ def test_a_bare_path_and_a_sqlite_url_open_the_same_database(tmp_path, monkeypat
 
 def test_schema_version_is_recorded_and_a_newer_one_is_refused(tmp_path):
     with Store(tmp_path / "v.db") as store:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         with store.write() as s:
             s.get(SchemaVersion, 1).version = 99
     with pytest.raises(Da2kError, match="schema version 99"):

@@ -51,6 +51,44 @@ def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
         assert count(store, HumanVote) == 2
 
 
+def test_a_version_2_database_learns_to_store_votes_without_values(tmp_path):
+    from da2k.store import ExpertVote
+    from da2k.store.ops import expert_run_id
+
+    db = tmp_path / "v2.db"
+    with Store(db) as store:
+        seed_store(store, 2)
+        run = expert_run_id(store, "vits", "abc", {}, "disparity")
+        with store.write() as s:
+            pair_ids = list(s.scalars(select(Pair.id).order_by(Pair.id)))
+            s.add(
+                ExpertVote(pair_id=pair_ids[0], expert_run_id=run, value1=1.0, value2=0.5, closer="point1", margin=0.1)
+            )
+    # What version 2 left: expert_votes.value1/value2 NOT NULL (SQLite keeps the table's SQL).
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA writable_schema = ON")
+        conn.execute(
+            "UPDATE sqlite_master SET sql = replace(replace(sql, 'value1 FLOAT', 'value1 FLOAT NOT NULL'), "
+            "'value2 FLOAT', 'value2 FLOAT NOT NULL') WHERE name = 'expert_votes'"
+        )
+        conn.execute("UPDATE schema_version SET version = 2")
+    with sqlite3.connect(db) as conn:
+        notnull = {row[1]: row[3] for row in conn.execute("PRAGMA table_info(expert_votes)")}
+        assert notnull["value1"] == notnull["value2"] == 1
+    with Store(db) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        with store.write() as s:
+            s.add(
+                ExpertVote(pair_id=pair_ids[1], expert_run_id=run, value1=None, value2=None, closer="none", margin=0.0)
+            )
+        with store.read() as s:
+            votes = {v.pair_id: (v.value1, v.closer) for v in s.scalars(select(ExpertVote))}
+    assert votes == {pair_ids[0]: (1.0, "point1"), pair_ids[1]: (None, "none")}
+    with sqlite3.connect(db) as conn:
+        indexes = {row[1] for row in conn.execute("PRAGMA index_list(expert_votes)")}
+        assert "ix_expert_votes_pair_id" in indexes
+
+
 def test_store_merge_keeps_every_presentation_and_the_kappa(tmp_path):
     from da2k.store.annotate import annotation_stats
 

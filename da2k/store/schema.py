@@ -24,8 +24,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 2
-"""2: `presentations` (and skips, undo, display tokens) and unavailable images; `upgrade.py` lifts 1 to 2."""
+SCHEMA_VERSION = 3
+"""2: `presentations` (and skips, undo, display tokens) and unavailable images; 3: expert votes
+without values (no answer). `upgrade.py` lifts older databases in place."""
 
 PAIR_STATUSES = ("pending", "auto_agreed", "needs_human", "resolved", "discarded")
 """`pending`: proposed, expert votes not complete yet; the other four are the statuses of docs/design.md."""
