@@ -205,7 +205,7 @@ def test_hf_kind_can_be_overridden(tiny_hf_repo):
 
 def test_hf_missing_repo_is_a_clear_error(tmp_path):
     pytest.importorskip("transformers")
-    with pytest.raises(Da2kError, match="cannot load transformers model"):
+    with pytest.raises(Da2kError, match="hf: the folder .*nothing-here does not exist"):
         make_predictor(f"hf:{tmp_path / 'nothing-here'}")
 
 
@@ -226,7 +226,7 @@ class _FakeMarigold:
     calls: list = []
 
     @classmethod
-    def from_pretrained(cls, repo, torch_dtype=None):
+    def from_pretrained(cls, repo, **kwargs):
         return cls()
 
     def to(self, device):
@@ -343,3 +343,18 @@ def test_marigold_runs_bf16_on_the_cpu_as_autocast_over_fp32_weights(tiny_marigo
 def test_hf_records_and_honours_the_precision(tiny_hf_repo, image):
     p = make_predictor(f"hf:{tiny_hf_repo}", PredictorOptions(device="cpu", precision="bf16"))
     assert p.settings["precision"] == "bf16" and np.isfinite(p.predict(image).values).all()
+
+
+def test_hub_models_fail_fast_in_one_line_when_the_hub_is_unreachable(monkeypatch, tmp_path):
+    """No HF_HUB_OFFLINE, nothing listening at the endpoint: the cache is read, no retry loop."""
+    pytest.importorskip("transformers")
+    import time
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on port 9
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    started = time.monotonic()
+    with pytest.raises(Da2kError, match=r"hf: someone/depth-model is not in the local hub cache \(the hub at") as err:
+        make_predictor("hf:someone/depth-model", device="cpu")
+    assert "\n" not in str(err.value) and "hf:DIR" in str(err.value)
+    assert time.monotonic() - started < 10

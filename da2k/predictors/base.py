@@ -8,7 +8,9 @@ calling thread) separately so decoding of the next images overlaps the forward.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -144,3 +146,45 @@ def folder_weights_sha256(repo: str, revision: str | None, marker: str = "config
     for path in files:
         digest.update(f"{path.relative_to(folder).as_posix()}\0{file_sha256(path)}\n".encode())
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _hub_reason(offline_setting: str, endpoint: str) -> str | None:
+    from da2k.models.hub import hub_offline_reason
+
+    return hub_offline_reason()
+
+
+def looks_local(repo: str) -> bool:
+    """A folder path rather than a hub id (`owner/name`): absolute, relative with ./ ../ ~, or deeper."""
+    return Path(repo).is_absolute() or repo.startswith(("./", "../", "~")) or repo.count("/") > 1
+
+
+def hub_unavailable(repo: str) -> str | None:
+    """Why the hub cannot be asked for `repo` now (offline by setting, or one quick probe found
+    it unreachable), or None (also for a local folder). Probed once per process and setting."""
+    if Path(repo).expanduser().exists():
+        return None
+    return _hub_reason(os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("HF_ENDPOINT", ""))
+
+
+def from_pretrained(load: Callable[..., Any], repo: str, who: str, local_flag: str, **kwargs: Any) -> Any:
+    """`load(repo, **kwargs)` (a transformers/diffusers `from_pretrained`). When the hub cannot be
+    asked, only the local hub cache is read (no retry loops); any failure is one line naming what
+    was missing, why, and how to point at a local copy (`local_flag`)."""
+    if looks_local(repo) and not Path(repo).expanduser().exists():
+        raise Da2kError(f"{who}: the folder {repo} does not exist; pass a local model folder or a hub id OWNER/NAME")
+    reason = hub_unavailable(repo)
+    if reason:
+        kwargs["local_files_only"] = True
+    where = f"{repo}/{kwargs['subfolder']}" if kwargs.get("subfolder") else repo
+    try:
+        return load(str(repo), **kwargs)
+    except (OSError, ValueError) as exc:  # missing files, offline, not a valid repo id
+        if reason:
+            raise Da2kError(
+                f"{who}: {where} is not in the local hub cache ({reason}): download it where the hub is "
+                f"reachable (huggingface-cli download {repo}) or pass {local_flag}"
+            ) from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Da2kError(f"{who}: cannot load {where} ({first}); or pass {local_flag}") from None

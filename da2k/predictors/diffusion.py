@@ -5,13 +5,13 @@ PIL resizes their official code does. Nothing here imports diffusers at module l
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from da2k.errors import Da2kError
+from da2k.predictors.base import from_pretrained
 
 
 def require(extra: str, who: str, *modules: str) -> None:
@@ -23,32 +23,13 @@ def require(extra: str, who: str, *modules: str) -> None:
             raise Da2kError(f"{who} needs {name}: pip install 'da2k[{extra}]'") from None
 
 
-def hub_offline() -> bool:
-    """Whether huggingface_hub is set offline (HF_HUB_OFFLINE)."""
-    try:
-        from huggingface_hub import constants
-
-        return bool(constants.HF_HUB_OFFLINE)
-    except ImportError:
-        return False
-
-
 def load_strict(cls: Any, repo: str, subfolder: str | None, who: str, local_flag: str) -> Any:
     """`cls.from_pretrained(repo, subfolder=...)` (diffusers or transformers) in eval mode, refusing
     any missing or unexpected weight (the loaders only warn about those). `local_flag` tells the
     user how to point at a local copy (e.g. `vae=DIR`)."""
     kwargs = {"subfolder": subfolder} if subfolder else {}
     where = f"{repo}/{subfolder}" if subfolder else repo
-    try:
-        model, info = cls.from_pretrained(str(repo), output_loading_info=True, **kwargs)
-    except (OSError, ValueError) as exc:  # missing files, offline, bad repo id
-        if not Path(repo).expanduser().exists() and hub_offline():
-            raise Da2kError(
-                f"{who}: {where} is not in the local hub cache and the hub is offline (HF_HUB_OFFLINE): "
-                f"download it where the hub is reachable (huggingface-cli download {repo}) or pass {local_flag}"
-            ) from None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise Da2kError(f"{who}: cannot load {cls.__name__} from {where} ({first}); or pass {local_flag}") from None
+    model, info = from_pretrained(cls.from_pretrained, repo, who, local_flag, output_loading_info=True, **kwargs)
     problems = {k: v for k, v in info.items() if k in ("missing_keys", "unexpected_keys", "mismatched_keys") and v}
     if problems:
         detail = "; ".join(f"{k.replace('_', ' ')}: {sorted(map(str, v))[:3]}" for k, v in problems.items())

@@ -22,7 +22,14 @@ import numpy as np
 from PIL import Image
 
 from da2k.errors import Da2kError
-from da2k.predictors.base import ImageLoader, Prediction, Predictor, folder_weights_sha256, hub_source
+from da2k.predictors.base import (
+    ImageLoader,
+    Prediction,
+    Predictor,
+    folder_weights_sha256,
+    from_pretrained,
+    hub_source,
+)
 from da2k.predictors.diffusion import cpu_generator, load_strict, require, resize_map, rgb_array
 
 DEFAULT_REPO = "lemonaddie/Geowizard"
@@ -112,13 +119,10 @@ class GeoWizardPredictor(Predictor):
         self.image_encoder = load_strict(CLIPVisionModelWithProjection, repo, "image_encoder", who, flag).to(
             self.device
         )
-        try:
-            self.feature_extractor = CLIPImageProcessor.from_pretrained(repo, subfolder="feature_extractor")
-            self.scheduler = DDIMScheduler.from_pretrained(repo, subfolder="scheduler")
-        except (OSError, ValueError) as exc:
-            raise Da2kError(
-                f"geowizard:{repo}: cannot load feature_extractor/scheduler ({str(exc).splitlines()[0]})"
-            ) from None
+        self.feature_extractor = from_pretrained(
+            CLIPImageProcessor.from_pretrained, repo, who, flag, subfolder="feature_extractor"
+        )
+        self.scheduler = from_pretrained(DDIMScheduler.from_pretrained, repo, who, flag, subfolder="scheduler")
 
     @property
     def checkpoint_sha256(self) -> str | None:

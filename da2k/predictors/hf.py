@@ -12,6 +12,7 @@ from da2k.predictors.base import (
     as_map,
     check_kind,
     folder_weights_sha256,
+    from_pretrained,
     hub_source,
 )
 
@@ -53,11 +54,9 @@ class HFPredictor(Predictor):
 
         self.repo = repo
         self.id = f"hf:{repo}"
-        try:
-            self.processor = AutoImageProcessor.from_pretrained(repo)
-            self.model = AutoModelForDepthEstimation.from_pretrained(repo).eval()
-        except (OSError, ValueError) as exc:  # missing files; ValueError: not a valid repo id
-            raise Da2kError(f"cannot load transformers model {repo!r}: {str(exc).splitlines()[0]}") from None
+        who, flag = "hf", "hf:DIR (a local model folder)"
+        self.processor = from_pretrained(AutoImageProcessor.from_pretrained, repo, who, flag)
+        self.model = from_pretrained(AutoModelForDepthEstimation.from_pretrained, repo, who, flag).eval()
         config = self.model.config
         family = config.model_type
         if family == "depth_anything" and getattr(config, "depth_estimation_type", "relative") == "metric":

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PIL import Image
 
 from da2k.errors import Da2kError
-from da2k.predictors.base import Prediction, Predictor, as_map, folder_weights_sha256, hub_source
-from da2k.predictors.diffusion import hub_offline
+from da2k.predictors.base import Prediction, Predictor, as_map, folder_weights_sha256, from_pretrained, hub_source
 
 
 class MarigoldPredictor(Predictor):
@@ -43,15 +40,8 @@ class MarigoldPredictor(Predictor):
         # preprocessing (antialiased resize) has no bf16 CPU kernel, so bf16 weights cannot run on
         # the CPU, while autocast leaves that resize in fp32.
         self.precision = resolve_precision(precision, self.device, who="marigold")
-        try:
-            self.pipe = MarigoldDepthPipeline.from_pretrained(repo).to(self.device)
-        except (OSError, ValueError) as exc:  # missing files; ValueError: not a valid repo id
-            if hub_offline() and not Path(repo).expanduser().exists():
-                raise Da2kError(
-                    f"marigold: {repo} is not in the local hub cache and the hub is offline (HF_HUB_OFFLINE): "
-                    f"download it where the hub is reachable (huggingface-cli download {repo}) or pass marigold:DIR"
-                ) from None
-            raise Da2kError(f"cannot load Marigold pipeline {repo!r}: {str(exc).splitlines()[0]}") from None
+        pipe = from_pretrained(MarigoldDepthPipeline.from_pretrained, repo, "marigold", "marigold:DIR")
+        self.pipe = pipe.to(self.device)
         self.pipe.set_progress_bar_config(disable=True)
         self._torch = torch
         self.seed, self.ensemble_size, self.steps = seed, ensemble_size, steps
