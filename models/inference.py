@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from .errors import ModelError
 from .prefetch import prefetch
+from .prepared import prepared
 from .runtime import Precision, resolve_precision, select_device
 from .transforms import ImageSource, load_image, to_network_input
 
@@ -36,17 +37,19 @@ def _device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-def infer_network(model: torch.nn.Module, x: torch.Tensor, precision: str | Precision = "fp32") -> torch.Tensor:
+def infer_network(
+    model: torch.nn.Module, x: torch.Tensor, precision: str | Precision = "fp32", *, compile: bool = False
+) -> torch.Tensor:
     """The network on a preprocessed batch `x` (B, 3, H, W) -> float32 (B, h, w), under
     inference mode at `precision` (`fp32|bf16|fp16|auto`, resolved for the model's device).
 
-    The one way our network runs: `infer`, `predict`, evaluation, mining and pseudo-labelling
-    all come through here."""
-    device = _device_of(model)
+    Runs the model's inference copy for that precision (`models/prepared.py`: weights cast and
+    LayerScale folded once, cached while the parameters are unchanged); `compile=True` runs it
+    through `torch.compile`, one graph per input size. The one way our network runs: `infer`,
+    `predict`, evaluation, mining and pseudo-labelling all come through here."""
     if not isinstance(precision, Precision):
-        precision = resolve_precision(precision, device)
-    with torch.inference_mode(), precision.autocast(device):
-        return model(x.to(device, non_blocking=True)).float()
+        precision = resolve_precision(precision, _device_of(model))
+    return prepared(model, precision, compile)(x)
 
 
 def _prepare(
@@ -58,21 +61,31 @@ def _prepare(
 
 
 def infer_lowres(
-    model: torch.nn.Module, image: ImageSource, input_size: int | None = None, *, precision: str = "fp32"
+    model: torch.nn.Module,
+    image: ImageSource,
+    input_size: int | None = None,
+    *,
+    precision: str = "fp32",
+    compile: bool = False,
 ) -> LowRes:
     """Network-resolution prediction for one image (see `LowRes`); `input_size` defaults to the
     variant's (518 for the official models)."""
     x, size = _prepare(model, image, input_size)
-    values = infer_network(model, x, precision)[0].cpu()
+    values = infer_network(model, x, precision, compile=compile)[0].cpu()
     return LowRes(values, size, model.variant.align_corners)
 
 
 def infer(
-    model: torch.nn.Module, image: ImageSource, input_size: int | None = None, *, precision: str = "fp32"
+    model: torch.nn.Module,
+    image: ImageSource,
+    input_size: int | None = None,
+    *,
+    precision: str = "fp32",
+    compile: bool = False,
 ) -> torch.Tensor:
     """(H, W) float32 prediction at the original image size (EXIF applied), as the official
     `infer_image`: disparity-like for relative variants, metres for metric ones."""
-    return infer_lowres(model, image, input_size, precision=precision).upsample()
+    return infer_lowres(model, image, input_size, precision=precision, compile=compile).upsample()
 
 
 def predict(
@@ -82,6 +95,7 @@ def predict(
     device: str = "auto",
     precision: str = "auto",
     workers: int = 2,
+    compile: bool = False,
 ) -> Iterator[tuple[ImageSource, LowRes | ModelError]]:
     """Yield `(image, LowRes)` in input order; unreadable images yield `(image, ModelError)`.
 
@@ -97,4 +111,4 @@ def predict(
         except ModelError as exc:
             yield src, exc
             continue
-        yield src, LowRes(infer_network(model, x, resolved)[0].cpu(), size, align)
+        yield src, LowRes(infer_network(model, x, resolved, compile=compile)[0].cpu(), size, align)

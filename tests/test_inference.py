@@ -156,7 +156,7 @@ def test_bad_precision_and_device_are_user_errors():
             runtime.select_device("cuda")
 
 
-def test_bf16_autocast_stays_close_to_fp32(tiny):
+def test_bf16_stays_close_to_fp32(tiny):
     a = infer(tiny, _photo(), input_size=56)
     b = infer(tiny, _photo(), input_size=56, precision="bf16")
     assert b.dtype == torch.float32
