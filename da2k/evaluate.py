@@ -150,6 +150,7 @@ def latency_record(predictor: Predictor, forward_seconds: list[float]) -> dict:
     else:
         where = hardware(None)
     precision = getattr(getattr(predictor, "precision", None), "name", None) or predictor.settings.get("precision")
+    compiled = {"compile_s": round(predictor.compile_seconds, 3)} if getattr(predictor, "compile", False) else {}
     return {
         "latency_ms": round(1000 * float(np.median(forward_seconds)), 3),
         "latency": {
@@ -158,6 +159,7 @@ def latency_record(predictor: Predictor, forward_seconds: list[float]) -> dict:
             "hardware": where,
             "precision": precision,
             "input_size": predictor.input_size,
+            **compiled,
         },
     }
 
@@ -281,10 +283,14 @@ def predict_values(
 
     t_forward = t_sample = 0.0
     forward_seconds: list[float] = []
+    compiled = getattr(predictor, "compile_seconds", 0.0)
     total = len(pairs_of)
     bar = tqdm(total=total, initial=total - len(todo), unit="img", disable=not progress, desc=predictor.id)
     with bar:
         for key, prediction, seconds in run_predictions(predictor, bench, todo, workers):
+            # The first image of each input size compiles the network (--compile): counted apart.
+            now_compiled = getattr(predictor, "compile_seconds", 0.0)
+            seconds, compiled = seconds - (now_compiled - compiled), now_compiled
             t_forward += seconds
             forward_seconds.append(seconds)
             t1 = time.perf_counter()
@@ -295,7 +301,7 @@ def predict_values(
                 cache.put(report.sha256[key], prediction.kind, pts, sampled)
             t_sample += time.perf_counter() - t1
             bar.update(1)
-    return {"forward_s": t_forward, "sample_s": t_sample}, forward_seconds
+    return {"forward_s": t_forward, "sample_s": t_sample, "compile_s": compiled}, forward_seconds
 
 
 def score_rows(

@@ -141,6 +141,28 @@ def test_rerun_uses_the_cache_and_writes_the_same_result(synth, tmp_path, tiny_w
     assert (tmp_path / "cache" / "values").is_dir() and not (out / "values").exists()
 
 
+def test_evaluate_scores_at_fp32_unless_told_and_says_so(synth, tmp_path, tiny_weights, monkeypatch):
+    from da2k.models import runtime
+
+    monkeypatch.setattr(runtime, "native_bf16", lambda: True)  # where auto would pick bf16 for predict
+    out = tmp_path / "results"
+    args = ["--model", "vit-tiny", "--weights", str(tiny_weights), "--data", str(synth.root), "--out", str(out)]
+    r = _run(*args, "--run", "default")
+    assert r.exit_code == 0, r.output
+    assert "precision fp32" in r.output
+    assert _load(out, "default")["model"]["settings"]["precision"] == "fp32"
+    r = _run(*args, "--run", "bf16", "--precision", "bf16")
+    assert r.exit_code == 0, r.output
+    assert "precision bf16" in r.output
+    assert _load(out, "bf16")["model"]["settings"]["precision"] == "bf16"
+
+
+def test_compile_is_refused_in_one_line_for_models_that_are_not_ours(synth, tmp_path):
+    r = _run("--model", f"precomputed:{tmp_path}", "--data", str(synth.root), "--compile")
+    assert r.exit_code == 1
+    assert "--compile is for our networks" in r.output and "Traceback" not in r.output
+
+
 def test_a_killed_run_resumes_without_recomputing(synth, tmp_path, monkeypatch):
     bench = load_benchmark(synth.root)
     module = tmp_path / "flaky.py"

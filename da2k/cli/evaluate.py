@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from da2k.cli.errors import user_errors
-from da2k.cli.options import device_option, precision_option, weights_option, workers_option
+from da2k.cli.options import compile_option, device_option, precision_option, weights_option, workers_option
 from da2k.scoring import KINDS
 
 DATA_HELP = (
@@ -92,7 +92,12 @@ def _announce_problems(bench, report, strict: bool) -> None:
 @click.option("--scenarios", help="Comma-separated scenarios to score (default: all).")
 @click.option("--limit", type=click.IntRange(min=1), help="Score only the first N images (after --scenarios).")
 @device_option
-@precision_option()
+@precision_option(
+    "fp32",
+    "fp32 (default) is the reference every published score is computed at; auto, bf16 and fp16 "
+    "are faster opt-ins (the result records the precision).",
+)
+@compile_option
 @click.option(
     "--out",
     "out_dir",
@@ -150,6 +155,7 @@ def evaluate(
     limit,
     device,
     precision,
+    compile_network,
     out_dir,
     run,
     cache_dir,
@@ -187,6 +193,7 @@ def evaluate(
         input_size=input_size,
         device=device,
         precision=precision,
+        compile=compile_network,
         seed=seed,
         ensemble_size=ensemble_size,
         steps=steps,
@@ -207,9 +214,13 @@ def evaluate(
         report=report,
     )
     result = outcome.result
+    precision = result["model"].get("settings", {}).get("precision")
+    compiled = outcome.timings.get("compile_s") if getattr(predictor, "compile", False) else None
     click.echo(
         f"{result['model']['id']} ({result['model']['kind']}) on {bench.name}: "
         f"{outcome.computed} image(s) predicted, {outcome.cached} from the cache"
+        + (f"; precision {precision}" if precision else "")
+        + (f"; compiling took {compiled:.1f} s (not in latency_ms)" if compiled is not None else "")
     )
     click.echo(format_table(result))
     click.echo(result["summary"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from da2k.cli.errors import user_errors
-from da2k.cli.options import db_option, device_option, precision_option, workers_option
+from da2k.cli.options import compile_option, db_option, device_option, precision_option, workers_option
 
 # The paper's four voters (Depth Anything V2 paper, Section 6.2): V1, Marigold, GeoWizard and V2.
 DEFAULT_EXPERTS = ("v1-vitl", "marigold:prs-eth/marigold-depth-v1-1", "geowizard:lemonaddie/Geowizard", "vitl")
@@ -84,6 +84,7 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
 )
 @device_option
 @precision_option()
+@compile_option
 @workers_option("Threads decoding and proposing points ahead of the experts.")
 @user_errors
 def mine(
@@ -99,6 +100,7 @@ def mine(
     shard,
     device,
     precision,
+    compile_network,
     workers,
 ):
     """Propose point pairs on unlabeled images and let expert models vote on which is closer.
@@ -125,6 +127,7 @@ def mine(
             shard=shard,
             device=device,
             precision=precision,
+            compile=compile_network,
             pairs_per_image=pairs_per_image,
             min_margin=min_margin,
             audit_rate=audit_rate,

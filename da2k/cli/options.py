@@ -28,6 +28,18 @@ def precision_option(default: str = "auto", help: str | None = None) -> Callable
     )
 
 
+def compile_option(fn: Callable) -> Callable:
+    return click.option(
+        "--compile",
+        "compile_network",
+        is_flag=True,
+        help=(
+            "torch.compile our network (vits, vitl, ...): one graph per network input size, built on "
+            "its first image (minutes on a small CPU), reused after; compile time is reported apart."
+        ),
+    )(fn)
+
+
 def weights_option(fn: Callable) -> Callable:
     return click.option(
         "--weights",

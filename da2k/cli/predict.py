@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from da2k.cli.errors import user_errors
-from da2k.cli.options import device_option, precision_option, weights_option
+from da2k.cli.options import compile_option, device_option, precision_option, weights_option
 from da2k.predict import FORMATS
 
 
@@ -38,13 +38,14 @@ from da2k.predict import FORMATS
 )
 @device_option
 @precision_option()
+@compile_option
 @click.option(
     "--overwrite",
     is_flag=True,
     help="Recompute every map and replace existing files (default: keep maps already made).",
 )
 @user_errors
-def predict(images, model_name, weights, input_size, out_dir, fmt, device, precision, overwrite):
+def predict(images, model_name, weights, input_size, out_dir, fmt, device, precision, compile_network, overwrite):
     """Predict depth for IMAGES (files or folders, searched recursively).
 
     One output file per image, at the original size (EXIF orientation applied); folder
@@ -76,7 +77,9 @@ def predict(images, model_name, weights, input_size, out_dir, fmt, device, preci
     manifest = Manifest(out)
     targets = {job.image: job for job in todo}
     failed = 0
-    progress = tqdm(run(model, list(targets), input_size, device, precision), total=len(todo), unit="img")
+    progress = tqdm(
+        run(model, list(targets), input_size, device, precision, compile=compile_network), total=len(todo), unit="img"
+    )
     for src, result in progress:
         if isinstance(result, Exception):
             failed += 1

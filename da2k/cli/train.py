@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from da2k.cli.errors import user_errors
-from da2k.cli.options import device_option, precision_option, workers_option
+from da2k.cli.options import compile_option, device_option, precision_option, workers_option
 
 ENCODERS = ("vits", "vitb", "vitl", "vitg", "vit-tiny")
 
@@ -87,6 +87,11 @@ def _optimisation_options(defaults: dict[str, Any]) -> Callable:
                 "--device", default="auto", show_default=True, help="auto (cuda:LOCAL_RANK if present), cpu or cuda."
             ),
             click.option(
+                "--compile",
+                is_flag=True,
+                help="torch.compile the training step (one graph for the fixed --size; compile time is logged).",
+            ),
+            click.option(
                 "--init", default="dinov2", show_default=True, help="dinov2, random, or a Depth Anything checkpoint."
             ),
             click.option(
@@ -116,7 +121,7 @@ def _config(kw: dict[str, Any], stage: str):
     from da2k.models.train.engine import TrainConfig
 
     names = ("out_dir", "iters", "batch_size", "accum", "lr", "decoder_lr_mult", "weight_decay", "schedule", "warmup",
-             "precision", "device", "workers", "seed", "log_every", "save_every", "stop_after", "resume")  # fmt: skip
+             "precision", "compile", "device", "workers", "seed", "log_every", "save_every", "stop_after", "resume")  # fmt: skip
     cfg = TrainConfig(**{n: kw.pop(n) for n in names})
     cfg.eval_every = kw.pop("eval_every", 0) or 0
     cfg.meta = {"stage": stage}
@@ -290,9 +295,10 @@ def metric(data, encoder, max_depth, min_depth, **kw) -> None:
 )
 @device_option
 @precision_option()
+@compile_option
 @workers_option("Decoding threads.")
 @_training_command
-def pseudo_label(teacher, encoder, images, out_dir, input_size, device, precision, workers) -> None:
+def pseudo_label(teacher, encoder, images, out_dir, input_size, device, precision, compile_network, workers) -> None:
     """Label unlabeled images with a teacher (rank-sharded under torchrun, resumable).
 
     \b
@@ -309,6 +315,7 @@ def pseudo_label(teacher, encoder, images, out_dir, input_size, device, precisio
         device=device,
         precision=precision,
         workers=workers,
+        compile=compile_network,
     )
     if int(os.environ.get("RANK", "0")) == 0:
         click.echo(f"manifest: {manifest}")

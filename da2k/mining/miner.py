@@ -302,6 +302,7 @@ def mine(
     shard: tuple[int, int] = (0, 1),
     device: str = "auto",
     precision: str = "auto",
+    compile: bool = False,
     **options: Any,
 ) -> MineReport:
     """Mine `images` (a folder, scanned recursively) into `store`; see `Miner` for options."""
@@ -312,7 +313,7 @@ def mine(
         _warn_flat_folder(Path(images), scanned)
     files = [f for f in scanned if in_shard(f.rel, shard)]
     if experts and isinstance(experts[0], str):
-        experts = load_experts(store, experts, device=device, precision=precision)
+        experts = load_experts(store, experts, device=device, precision=precision, compile=compile)
     if device == "auto":
         from da2k.models import select_device
 

@@ -18,7 +18,7 @@ from da2k.predictors.marigold import MarigoldPredictor
 from da2k.predictors.ours import DepthAnythingPredictor
 from da2k.predictors.precomputed import PrecomputedPredictor
 from da2k.predictors.python import PythonPredictor
-from da2k.predictors.spec import PredictorOptions, make_predictor, parse_spec
+from da2k.predictors.spec import PredictorOptions, make_predictor, parse_spec, takes_option
 
 __all__ = [
     "DepthAnythingPredictor",
@@ -34,5 +34,6 @@ __all__ = [
     "check_kind",
     "folder_weights_sha256",
     "make_predictor",
+    "takes_option",
     "parse_spec",
 ]

@@ -8,11 +8,11 @@ from __future__ import annotations
 from da2k.predictors.spec import PredictorOptions, register_prefix
 
 
-@register_prefix("", ("weights", "kind", "input_size"), "vits|vitb|vitl|vitg|v1-*|metric-*")
+@register_prefix("", ("weights", "kind", "input_size", "compile"), "vits|vitb|vitl|vitg|v1-*|metric-*")
 def _ours(name: str, o: PredictorOptions):
     from da2k.predictors.ours import DepthAnythingPredictor
 
-    return DepthAnythingPredictor(name, o.weights, o.input_size, o.device, o.precision, kind=o.kind)
+    return DepthAnythingPredictor(name, o.weights, o.input_size, o.device, o.precision, kind=o.kind, compile=o.compile)
 
 
 @register_prefix("precomputed", ("kind",), "precomputed:DIR")

@@ -23,6 +23,7 @@ class DepthAnythingPredictor(Predictor):
         precision: str = "auto",
         *,
         kind: str | None = None,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         from da2k.models import (
@@ -44,6 +45,8 @@ class DepthAnythingPredictor(Predictor):
         self.device = select_device(device)
         self.model.to(self.device)
         self.precision = resolve_precision(precision, self.device)
+        self.compile = compile
+        # Not a setting: compiled and eager outputs agree to ~1e-6 (the run's latency block says it).
         self.settings = {"precision": self.precision.name, "align_corners": self.variant.align_corners}
 
     @property
@@ -54,6 +57,13 @@ class DepthAnythingPredictor(Predictor):
     def checkpoint_source(self) -> str:
         return self._source
 
+    @property
+    def compile_seconds(self) -> float:
+        """Seconds spent compiling so far (first image of each network input size)."""
+        from da2k.models.prepared import compile_seconds
+
+        return compile_seconds(self.model)
+
     def prepare(self, key: str, load: ImageLoader) -> Any:
         from da2k.models import to_network_input
 
@@ -62,5 +72,5 @@ class DepthAnythingPredictor(Predictor):
     def forward(self, prepared: Any) -> Prediction:
         from da2k.models import infer_network
 
-        values = infer_network(self.model, prepared, self.precision)[0].cpu().numpy()
+        values = infer_network(self.model, prepared, self.precision, compile=self.compile)[0].cpu().numpy()
         return Prediction(values, self.kind, self.variant.align_corners)

@@ -35,6 +35,7 @@ class PredictorOptions:
     steps: int | None = None
     vae: str | None = None
     domain: str | None = None
+    compile: bool = False
 
 
 def _field_types() -> dict[str, type]:
@@ -90,6 +91,15 @@ def spec_prefixes() -> tuple[str, ...]:
     return tuple(_PREFIXES)
 
 
+def takes_option(spec: str, option: str) -> bool:
+    """Whether the family `spec` names uses `option` (`takes_option("vitl", "compile")`)."""
+    from da2k.predictors import families  # noqa: F401  (registers the prefixes)
+
+    prefix, sep, _ = parse_spec(spec)[0].partition(":")
+    entry = _PREFIXES.get(prefix if sep else "")
+    return entry is not None and option in entry[1]
+
+
 def make_predictor(spec: str, options: PredictorOptions | None = None, **overrides: Any) -> Predictor:
     """The predictor named by `spec` (see the module docstring); options as a `PredictorOptions`
     and/or keywords (`make_predictor("vits", weights="w.pth", device="cpu")`); options written in
@@ -109,6 +119,8 @@ def make_predictor(spec: str, options: PredictorOptions | None = None, **overrid
             + ", ".join(usage for p, (_, _, usage) in _PREFIXES.items() if p)
         )
     builder, uses, _ = _PREFIXES[prefix]
+    if o.compile and "compile" not in uses:
+        raise Da2kError(f"--compile is for our networks (vits, vitl, ...); {name} cannot be compiled")
     unused = sorted(set(in_spec) - set(uses) - {"device", "precision"})
     if unused:
         raise Da2kError(

@@ -58,6 +58,7 @@ class TrainConfig:
     power: float = 0.9
     warmup: int = 0
     precision: str = "fp32"
+    compile: bool = False  # torch.compile the training forward/backward (fixed crop size: one graph)
     device: str = "auto"
     seed: int = 0
     workers: int = 2
@@ -142,6 +143,7 @@ class _Run:
         self.out = Path(cfg.out_dir)
         self.pos = _Position()
         self.logger: TrainLog | None = None
+        self.compiled = False  # --compile: whether the first (compiling) micro-step has run
 
     def setup(self) -> None:
         """Seeds, device, frozen parameters, DDP, optimizer, schedule, scaler and the loader."""
@@ -155,6 +157,8 @@ class _Run:
             if d.world > 1
             else self.model
         )
+        if cfg.compile:
+            self.net = torch.compile(self.net, dynamic=False)
         self.optimizer = torch.optim.AdamW(
             param_groups(self.model, cfg), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
         )
@@ -270,8 +274,11 @@ class _Run:
             self.run_eval()
 
     def micro_step(self, batch: dict) -> int:
-        """Forward and backward on one micro-batch (gradients accumulate); returns its size."""
+        """Forward and backward on one micro-batch (gradients accumulate); returns its size.
+        With --compile, the first one compiles and says how long that took."""
         cfg, d = self.cfg, self.d
+        compiling = cfg.compile and not self.compiled
+        started = time.perf_counter()
         sync = self.micro == cfg.accum
         ctx = self.net.no_sync() if (d.world > 1 and not sync) else nullcontext()
         with ctx:
@@ -280,6 +287,12 @@ class _Run:
                 pred = self.net(x)
             result = self.loss_fn(pred.float(), batch["target"].to(d.device), batch["mask"].to(d.device))
             self.scaler.scale(result.total / cfg.accum).backward()
+        if compiling:
+            self.compiled = True
+            log.info(
+                "compiled the training step in %.1f s (counted in the first images_per_s)",
+                time.perf_counter() - started,
+            )
         window = self.pos.window
         for key, value in {"loss": float(result.total.detach()), **result.parts}.items():
             window[key] = window.get(key, 0.0) + value / cfg.accum

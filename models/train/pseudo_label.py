@@ -120,6 +120,7 @@ def pseudo_label(
     device: str = "auto",
     precision: str = "auto",
     workers: int = 2,
+    compile: bool = False,
 ) -> Path:
     """Label every image under `images` with the `encoder` teacher loaded from `teacher`;
     returns `out/manifest.json` (written once all ranks are done). Images that could not be
@@ -147,7 +148,7 @@ def pseudo_label(
     with _open_part(out, d.rank) as part:
         bar = tqdm(total=len(todo), unit="img", disable=not d.main, desc="pseudo-label")
         for src, result in predict(
-            model, todo, input_size=size, device=str(d.device), precision=precision, workers=workers
+            model, todo, input_size=size, device=str(d.device), precision=precision, workers=workers, compile=compile
         ):
             bar.update(1)
             if isinstance(result, Exception):
