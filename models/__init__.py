@@ -17,7 +17,16 @@ from .depth_anything import build_architecture as _build_architecture
 from .errors import ModelError
 from .inference import LowRes, infer, infer_lowres, infer_network, predict
 from .registry import VARIANTS, Variant, get_variant
-from .runtime import PRECISIONS, Precision, autocast_dtype, cpu_flags, native_bf16, resolve_precision, select_device
+from .runtime import (
+    PRECISIONS,
+    Precision,
+    autocast_dtype,
+    cpu_flags,
+    native_bf16,
+    resolve_precision,
+    scoring_precision,
+    select_device,
+)
 from .transforms import load_image, network_size, to_network_input
 from .weights import WEIGHTS_DIR_ENV, checkpoint_source, file_sha256, load_strict, read_state_dict, remap_state_dict
 from .weights import resolve_weights as _resolve_weights
@@ -77,6 +86,7 @@ __all__ = [
     "remap_state_dict",
     "resolve_precision",
     "resolve_weights",
+    "scoring_precision",
     "select_device",
     "to_network_input",
 ]

@@ -106,6 +106,21 @@ def resolve_precision(
     return Precision(name, _DTYPES[name])
 
 
+# Reduced precisions `auto` may pick when the result is a score. Measured with
+# benchmarks/bench_precision.py (torch 2.13 CPU, AVX512-BF16): bf16 keeps the order of only
+# 99.13-99.90 % of point pairs that fp32 orders (vits, vitl, a trained vit-tiny; 49,000 pairs on
+# photos and a synthetic benchmark), under the 99.9 % a score needs; fp16 is not measured yet.
+SCORING_AUTO: tuple[str, ...] = ()
+
+
+def scoring_precision(precision: str) -> str:
+    """The precision to score a benchmark at when `precision` was asked for: `auto` becomes fp32
+    unless a reduced precision is in `SCORING_AUTO`; an explicit choice is kept."""
+    if precision != "auto":
+        return precision
+    return SCORING_AUTO[0] if SCORING_AUTO else "fp32"
+
+
 def autocast_dtype(precision: str, device: str | torch.device) -> torch.dtype | None:
     """The autocast dtype of `resolve_precision` (None means plain fp32)."""
     return resolve_precision(precision, device).dtype

@@ -151,6 +151,9 @@ def test_evaluate_scores_at_fp32_unless_told_and_says_so(synth, tmp_path, tiny_w
     assert r.exit_code == 0, r.output
     assert "precision fp32" in r.output
     assert _load(out, "default")["model"]["settings"]["precision"] == "fp32"
+    r = _run(*args, "--run", "auto", "--precision", "auto")  # bf16 reorders too many pairs to score
+    assert r.exit_code == 0, r.output
+    assert _load(out, "auto")["model"]["settings"]["precision"] == "fp32"
     r = _run(*args, "--run", "bf16", "--precision", "bf16")
     assert r.exit_code == 0, r.output
     assert "precision bf16" in r.output

@@ -358,3 +358,12 @@ def test_hub_models_fail_fast_in_one_line_when_the_hub_is_unreachable(monkeypatc
         make_predictor("hf:someone/depth-model", device="cpu")
     assert "\n" not in str(err.value) and "hf:DIR" in str(err.value)
     assert time.monotonic() - started < 10
+
+
+def test_only_our_networks_take_compile():
+    from da2k.predictors import takes_option
+
+    assert takes_option("vitl", "compile") and takes_option("vits;input_size=392", "compile")
+    assert not takes_option("hf:depth-anything/Depth-Anything-V2-Small-hf", "compile")
+    assert not takes_option("precomputed:maps/;kind=depth", "compile")
+    assert not takes_option("nosuchprefix:x", "compile")
