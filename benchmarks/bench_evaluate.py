@@ -1,16 +1,15 @@
-"""Wall time per image of `da2k evaluate`, split into decode/resize, forward and scoring.
+"""Throughput of `da2k evaluate` on DA-2K-sized images: images per minute, the projected time
+for the whole benchmark, and how much of the wall time is not the network.
 
-A DA-2K-style benchmark is built from tests/fixtures/demo01.jpg (2048 x 1362, a typical DA-2K
-size): `--images` copies, one in three stored rotated under an EXIF orientation tag, two pairs
-per image as in DA-2K. The model gets deterministic weights (da2k.models.parity) unless
-`--weights` is given. Two measurements in one run:
+A DA-2K-style benchmark is built from tests/fixtures/demo01.jpg resized to DA-2K's typical
+2000 x 1500 (one image in six 4800 x 3200, as DA-2K's largest), one in three stored rotated under
+an EXIF orientation tag, two pairs per image as in DA-2K. Models get deterministic weights
+(da2k.models.parity) unless `--weights` is given. For each model and precision,
+`da2k.evaluate.evaluate` runs as the command does (validation, then decode/resize in worker
+threads overlapping the forward, fresh cache); `--split` also times each stage on its own, image
+after image.
 
-* split: each stage timed on its own, image after image (validation's decode+hash included);
-* pipeline: `da2k.evaluate.evaluate` as the command runs it (decode/resize in worker threads
-  overlapping the forward, fresh cache), whose wall time minus forward time is what the user
-  waits for beyond the network.
-
-    python benchmarks/bench_evaluate.py --model vits --images 6
+    python benchmarks/bench_evaluate.py --models vits vitl --precisions fp32 bf16 --images 12
 """
 
 from __future__ import annotations
@@ -33,13 +32,17 @@ from da2k.predictors import PredictorOptions, make_predictor
 from da2k.scoring import pair_correct, sample_bilinear, to_disparity
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "demo01.jpg"
+DA2K_IMAGES = 1033  # images in the released DA-2K
+TYPICAL, LARGEST = (2000, 1500), (4800, 3200)  # (width, height) of most DA-2K images / the largest
 
 
 def build_bench(root: Path, n_images: int, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
-    source = Image.open(FIXTURE)
+    typical = Image.open(FIXTURE).convert("RGB").resize(TYPICAL, Image.Resampling.BICUBIC)
+    largest = typical.resize(LARGEST, Image.Resampling.BICUBIC)
     annotations = {}
     for i in range(n_images):
+        source = largest if i % 6 == 5 else typical
         key = f"images/{('indoor', 'outdoor', 'object')[i % 3]}/img{i:03d}.jpg"
         (root / key).parent.mkdir(parents=True, exist_ok=True)
         if i % 3 == 1:  # stored rotated, displayed upright through EXIF orientation 6
@@ -61,80 +64,101 @@ def build_bench(root: Path, n_images: int, seed: int = 0) -> Path:
     return root
 
 
+def deterministic_weights(name: str, folder: Path) -> Path:
+    model = build_model(name)
+    model.load_state_dict(deterministic_state_dict(model))
+    path = folder / f"{name}.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def split_seconds(bench, predictor) -> dict[str, float]:
+    """Seconds per image of each stage run on its own, image after image."""
+    variant = predictor.variant
+    t = time.perf_counter()
+    report = validate(bench)
+    validate_s = time.perf_counter() - t
+    split = {"decode": [], "resize": [], "forward": [], "score": []}
+    predictor.forward(predictor.prepare("", lambda: bench.load_image(bench.keys()[0])))  # warm-up
+    for key in bench.keys():
+        t0 = time.perf_counter()
+        image = bench.load_image(key)
+        t1 = time.perf_counter()
+        x = to_network_input(image, predictor.input_size, variant.mean, variant.std)
+        t2 = time.perf_counter()
+        pred = predictor.forward(x)
+        t3 = time.perf_counter()
+        pairs = bench.pairs(key)
+        values = to_disparity(
+            sample_bilinear(pred.values, pair_points(pairs), report.sizes[key], pred.align_corners), pred.kind
+        )
+        pair_correct(values[: len(pairs)], values[len(pairs) :])
+        t4 = time.perf_counter()
+        for name, seconds in zip(split, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            split[name].append(seconds)
+    n = len(bench.keys())
+    per = {name: sum(v) / n for name, v in split.items()}
+    per["decode"] += validate_s / n  # evaluate validates (decodes) every image first
+    return per
+
+
+def print_split(per: dict[str, float]) -> None:
+    total = sum(per.values())
+    print("  split (stages one after another), seconds per image:")
+    for name in ("decode", "resize", "forward", "score"):
+        label = "decode (+validation)" if name == "decode" else name
+        print(f"    {label:<22} {per[name]:8.4f}  {100 * per[name] / total:5.1f} %")
+    print(f"    {'total':<22} {total:8.4f}   non-forward {100 * (total - per['forward']) / total:.1f} %")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="vits")
-    parser.add_argument("--weights", help="checkpoint (default: deterministic weights)")
-    parser.add_argument("--images", type=int, default=6)
+    parser.add_argument("--models", nargs="+", default=["vits", "vitl"])
+    parser.add_argument("--weights", help="checkpoint for a single --models entry (default: deterministic weights)")
+    parser.add_argument("--images", type=int, default=12)
     parser.add_argument("--input-size", type=int, default=518)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--workers", type=int, default=2, help="decoding threads (as da2k evaluate --workers)")
+    parser.add_argument("--split", action="store_true", help="also time each stage on its own")
     args = parser.parse_args()
 
+    flags = sorted({"avx2", "avx512f", "avx512_bf16", "amx_bf16"} & cpu_flags())
+    print(
+        f"{args.images} images ({TYPICAL[0]}x{TYPICAL[1]}, every sixth {LARGEST[0]}x{LARGEST[1]}; one in three "
+        f"EXIF-rotated), 2 pairs each, input size {args.input_size}, {torch.get_num_threads()} threads, device "
+        f"{args.device}, {args.workers} decoding workers, CPU flags: {' '.join(flags) or 'none'}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        weights = args.weights
-        if weights is None:
-            model = build_model(args.model)
-            model.load_state_dict(deterministic_state_dict(model))
-            weights = tmp / f"{args.model}.pth"
-            torch.save(model.state_dict(), weights)
         bench = load_benchmark(build_bench(tmp / "bench", args.images))
-        predictor = make_predictor(
-            args.model,
-            PredictorOptions(
-                weights=str(weights), input_size=args.input_size, device=args.device, precision=args.precision
-            ),
-        )
-        variant = predictor.variant
-
-        t = time.perf_counter()
-        report = validate(bench)
-        validate_s = time.perf_counter() - t
-        assert report.ok, report.problems
-        split = {"decode": [], "resize": [], "forward": [], "score": []}
-        predictor.forward(predictor.prepare("", lambda: bench.load_image(bench.keys()[0])))  # warm-up
-        for key in bench.keys():
-            t0 = time.perf_counter()
-            image = bench.load_image(key)
-            t1 = time.perf_counter()
-            x = to_network_input(image, predictor.input_size, variant.mean, variant.std)
-            t2 = time.perf_counter()
-            pred = predictor.forward(x)
-            t3 = time.perf_counter()
-            pairs = bench.pairs(key)
-            values = to_disparity(
-                sample_bilinear(pred.values, pair_points(pairs), report.sizes[key], pred.align_corners), pred.kind
-            )
-            pair_correct(values[: len(pairs)], values[len(pairs) :])
-            t4 = time.perf_counter()
-            for name, seconds in zip(split, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-                split[name].append(seconds)
-
-        n = len(bench.keys())
-        per = {name: sum(v) / n for name, v in split.items()}
-        per["decode"] += validate_s / n  # evaluate validates (decodes) every image first
-        total = sum(per.values())
-        flags = sorted({"avx2", "avx512f", "avx512_bf16", "amx_bf16"} & cpu_flags())
-        print(
-            f"{args.model} at {args.input_size}, {n} images of {Image.open(FIXTURE).size[0]}x"
-            f"{Image.open(FIXTURE).size[1]}, {torch.get_num_threads()} threads, device {args.device}, "
-            f"{predictor.settings['precision']}, CPU flags: {' '.join(flags) or 'none'}"
-        )
-        print("split (stages one after another), seconds per image:")
-        for name in ("decode", "resize", "forward", "score"):
-            label = "decode (+validation)" if name == "decode" else name
-            print(f"  {label:<22} {per[name]:8.4f}  {100 * per[name] / total:5.1f} %")
-        print(f"  {'total':<22} {total:8.4f}   non-forward {100 * (total - per['forward']) / total:.1f} %")
-
-        outcome = evaluate(bench, predictor, tmp / "results", cache_dir=tmp / "cache", progress=False)
-        wall = outcome.result["wall_time_s"]
-        forward = outcome.timings["forward_s"]
-        print("pipeline (da2k evaluate: validation, then decode/resize overlapped with the forward):")
-        print(
-            f"  wall {wall / n:.4f} s/image, forward {forward / n:.4f} s/image, "
-            f"non-forward {100 * (wall - forward) / wall:.1f} % of the wall time"
-        )
+        for name in args.models:
+            weights = args.weights or deterministic_weights(name, tmp)
+            for precision in args.precisions:
+                options = PredictorOptions(
+                    weights=str(weights), input_size=args.input_size, device=args.device, precision=precision
+                )
+                predictor = make_predictor(name, options)
+                predictor.forward(predictor.prepare("", lambda: bench.load_image(bench.keys()[0])))  # warm-up
+                cache = tmp / f"cache-{name}-{precision}"
+                outcome = evaluate(
+                    bench,
+                    predictor,
+                    tmp / "results",
+                    cache_dir=cache,
+                    progress=False,
+                    workers=args.workers,
+                    name=f"{name}-{precision}",
+                )
+                n = outcome.computed
+                wall, forward = outcome.result["wall_time_s"], outcome.timings["forward_s"]
+                print(
+                    f"{name} {predictor.settings['precision']}: {60 * n / wall:.1f} images/min, "
+                    f"{wall / n:.3f} s/image (forward {forward / n:.3f}), non-forward {100 * (wall - forward) / wall:.1f} % "
+                    f"of the wall time; {DA2K_IMAGES} images would take {DA2K_IMAGES * wall / n / 60:.1f} min"
+                )
+                if args.split:
+                    print_split(split_seconds(bench, predictor))
 
 
 if __name__ == "__main__":
