@@ -150,7 +150,7 @@ def latency_record(predictor: Predictor, forward_seconds: list[float]) -> dict:
     else:
         where = hardware(None)
     precision = getattr(getattr(predictor, "precision", None), "name", None) or predictor.settings.get("precision")
-    compiled = {"compile_s": round(predictor.compile_seconds, 3)} if getattr(predictor, "compile", False) else {}
+    compiled = {"compile_s": round(predictor.compile_seconds, 3)} if predictor.compile else {}
     return {
         "latency_ms": round(1000 * float(np.median(forward_seconds)), 3),
         "latency": {
@@ -283,13 +283,13 @@ def predict_values(
 
     t_forward = t_sample = 0.0
     forward_seconds: list[float] = []
-    compiled = getattr(predictor, "compile_seconds", 0.0)
+    compiled = predictor.compile_seconds
     total = len(pairs_of)
     bar = tqdm(total=total, initial=total - len(todo), unit="img", disable=not progress, desc=predictor.id)
     with bar:
         for key, prediction, seconds in run_predictions(predictor, bench, todo, workers):
             # The first image of each input size compiles the network (--compile): counted apart.
-            now_compiled = getattr(predictor, "compile_seconds", 0.0)
+            now_compiled = predictor.compile_seconds
             seconds, compiled = seconds - (now_compiled - compiled), now_compiled
             t_forward += seconds
             forward_seconds.append(seconds)

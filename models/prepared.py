@@ -53,9 +53,12 @@ class Prepared:
     net: nn.Module
     run: Callable[[torch.Tensor], torch.Tensor]
     precision: Precision
-    compiled: bool
     shapes: set = field(default_factory=set)
     compile_seconds: float = 0.0
+
+    @property
+    def compiled(self) -> bool:
+        return self.run is not self.net
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         device = next(self.net.parameters()).device
@@ -86,7 +89,7 @@ def prepared(model: nn.Module, precision: Precision, compile: bool = False) -> P
     if found is None or found.fingerprint != fingerprint:
         net = inference_copy(model, precision)
         run = _compile(net) if compile else net
-        found = copies[key] = Prepared(fingerprint, net, run, precision, compile)
+        found = copies[key] = Prepared(fingerprint, net, run, precision)
     return found
 
 
@@ -103,9 +106,8 @@ def inference_copy(model: nn.Module, precision: Precision) -> nn.Module:
     with torch.no_grad():
         for src, dst in zip(model.modules(), net.modules()):
             if isinstance(src, Block):
-                for out, scale in (("attn.proj", "ls1"), ("mlp.out", "ls2")):
-                    weight, bias = fold_layer_scale(_module(src, out), getattr(src, scale))
-                    layer = _module(dst, out)
+                for layer, out, scale in ((dst.attn.proj, src.attn.proj, src.ls1), (dst.mlp.out, src.mlp.out, src.ls2)):
+                    weight, bias = fold_layer_scale(out, scale)  # from the fp32 weights, then cast
                     layer.weight = nn.Parameter(weight.to(dtype), requires_grad=False)
                     layer.bias = nn.Parameter(bias.to(dtype), requires_grad=False)
                 dst.folded = True
@@ -119,11 +121,6 @@ def inference_copy(model: nn.Module, precision: Precision) -> nn.Module:
 def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     t = t.detach()
     return t.to(dtype) if t.is_floating_point() else t  # fp32 -> fp32 shares the storage
-
-
-def _module(block: Block, path: str) -> nn.Linear:
-    owner, name = path.split(".")
-    return getattr(getattr(block, owner), name)
 
 
 def _chunked_attention_pays(precision: Precision, device: torch.device) -> bool:

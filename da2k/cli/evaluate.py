@@ -218,7 +218,7 @@ def evaluate(
     )
     result = outcome.result
     precision = result["model"].get("settings", {}).get("precision")
-    compiled = outcome.timings.get("compile_s") if getattr(predictor, "compile", False) else None
+    compiled = outcome.timings["compile_s"] if predictor.compile else None
     click.echo(
         f"{result['model']['id']} ({result['model']['kind']}) on {bench.name}: "
         f"{outcome.computed} image(s) predicted, {outcome.cached} from the cache"

@@ -60,7 +60,9 @@ class Predictor:
 
     id: the model name in results (`vitl`, `hf:Intel/dpt-large`); family: the `predictor` field;
     kind: the declared output kind; cacheable: whether per-image values may be cached;
-    timed: whether `forward` runs a network, so its time per image is a latency worth recording.
+    timed: whether `forward` runs a network, so its time per image is a latency worth recording;
+    compile: whether the network runs `torch.compile`d (`compile_seconds` then says how long
+    compiling took so far).
     """
 
     id: str = ""
@@ -69,6 +71,7 @@ class Predictor:
     input_size: int | None = None
     cacheable: bool = True
     timed: bool = True
+    compile: bool = False
 
     def __init__(self) -> None:
         self.settings: dict = {}
@@ -82,6 +85,11 @@ class Predictor:
         """Where the weights came from: `hub:<repo>@<revision>[/<file>]`, "local file" or
         "local folder"; None when there are no weights (maps computed elsewhere)."""
         return None
+
+    @property
+    def compile_seconds(self) -> float:
+        """Seconds spent compiling so far (0 when nothing is compiled)."""
+        return 0.0
 
     @property
     def n_params(self) -> int | None:
