@@ -9,8 +9,10 @@ points exactly as scoring reads them (`da2k.scoring.sample_bilinear`, the varian
 the same at both precisions (a tie agrees only with a tie).
 
 Models:
-* `--models` (default vits vitl) with the deterministic parity weights of
-  `da2k.models.parity` at `--input-size` (default: the variant's, 518);
+* `--models` (default vits vitl) at `--input-size` (default: the variant's, 518), with the
+  deterministic parity weights of `da2k.models.parity` (`--weights parity`, the default), the
+  official checkpoints (`--weights hub`: `$DA2K_WEIGHTS_DIR`, then the Hugging Face cache or
+  download) or the official files in a folder (`--weights DIR`);
 * a small trained `vit-tiny` at `--tiny-input-size` (56): trained here in a temporary folder with
   the README's tiny-demo teacher recipe (about 15 s on 2 cores), or loaded from `--tiny-weights`.
 
@@ -20,7 +22,7 @@ Pairs:
   restrict them to the pairs whose fp32 values differ by less than `--hard-gap` (relative);
 * `synthetic`: every pair of a seeded DA-2K-style benchmark from `da2k.synthetic`
   (`--synthetic-images` x `--synthetic-pairs`, labelled: accuracy is reported at both
-  precisions). The tiny model scores all of it; the parity models, for which each image costs a
+  precisions). The tiny model scores all of it; the `--models`, for which each image costs a
   full 518-pixel forward, its first `--parity-synthetic-images`.
 
 Per model, pair set and precision the table gives the number of pairs, the agreement, the
@@ -32,6 +34,7 @@ over all its pairs, and the minimum over models.
 
     python benchmarks/bench_precision.py --images ~/photos
     python benchmarks/bench_precision.py --images ~/photos --models vits --pairs-per-image 2000
+    python benchmarks/bench_precision.py --weights ~/checkpoints --models vits vitb vitl
     python benchmarks/bench_precision.py --tiny-weights runs/teacher/model.pt --device cuda
 """
 
@@ -53,7 +56,16 @@ from PIL import Image
 from tqdm import tqdm
 
 from da2k.benchmark import load_benchmark
-from da2k.models import build_model, cpu_flags, infer_network, load_image, select_device, to_network_input
+from da2k.models import (
+    ModelError,
+    build_model,
+    cpu_flags,
+    infer_network,
+    load_image,
+    load_pretrained,
+    select_device,
+    to_network_input,
+)
 from da2k.models.parity import deterministic_state_dict
 from da2k.scoring import sample_bilinear, to_disparity
 from da2k.synthetic import make_benchmark
@@ -218,11 +230,17 @@ def first_images(pairs: PairSet, n_images: int) -> PairSet:
 # Models
 
 
-def parity_model(name: str, device: torch.device) -> torch.nn.Module:
-    """`name` with the deterministic parity weights, on `device`."""
-    model = build_model(name)
-    model.load_state_dict(deterministic_state_dict(model), strict=True)
-    return model.to(device)
+def network(name: str, weights: str, device: torch.device) -> tuple[str, torch.nn.Module]:
+    """`name` on `device` with the deterministic parity weights (`weights="parity"`), the
+    official checkpoint (`"hub"`) or the official file in the folder `weights`; and its label
+    (`NAME-parity`, or just `NAME` for real weights)."""
+    if weights == "parity":
+        model = build_model(name)
+        model.load_state_dict(deterministic_state_dict(model), strict=True)
+        return f"{name}-parity", model.to(device)
+    model = load_pretrained(name, None if weights == "hub" else weights)
+    print(f"{name}: weights {model.checkpoint}", flush=True)
+    return name, model.to(device)
 
 
 def train_tiny(workdir: Path, seed: int, device: torch.device) -> Path:
@@ -393,9 +411,9 @@ def cases(
 ) -> Iterator[Case]:
     """The cases to measure, each model built only when its turn comes."""
     for name in args.models:
-        model = parity_model(name, device)
+        label, model = network(name, args.weights, device)
         sets = [photos, first_images(synthetic, args.parity_synthetic_images)]
-        yield Case(f"{name}-parity", model, args.input_size or model.variant.input_size, sets)
+        yield Case(label, model, args.input_size or model.variant.input_size, sets)
     if not args.no_tiny:
         weights = args.tiny_weights or train_tiny(work / "tiny", args.seed + 1, device)
         tiny = build_model("vit-tiny", weights=weights).to(device)
@@ -404,7 +422,12 @@ def cases(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["vits", "vitl"], help="parity-weight models (default: vits vitl)")
+    p.add_argument("--models", nargs="+", default=["vits", "vitl"], help="registry models (default: vits vitl)")
+    p.add_argument(
+        "--weights",
+        default="parity",
+        help="the models' weights: parity (default), hub (official checkpoints), or a folder of official files",
+    )
     p.add_argument(
         "--images", nargs="+", type=Path, default=DEFAULT_IMAGES, help="photo files or folders (default: test photos)"
     )
@@ -413,9 +436,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--synthetic-images", type=int, default=200, help="synthetic benchmark images (default: 200)")
     p.add_argument("--synthetic-pairs", type=int, default=20, help="pairs per synthetic image (default: 20)")
     p.add_argument(
-        "--parity-synthetic-images", type=int, default=10, help="synthetic images for the parity models (default: 10)"
+        "--parity-synthetic-images", type=int, default=10, help="synthetic images for --models (default: 10)"
     )
-    p.add_argument("--input-size", type=int, default=None, help="parity models' input size (default: the variant's)")
+    p.add_argument("--input-size", type=int, default=None, help="--models' input size (default: the variant's)")
     p.add_argument("--tiny-weights", type=Path, default=None, help="trained vit-tiny model.pt (default: train one)")
     p.add_argument("--tiny-input-size", type=int, default=56, help="vit-tiny input size (default: 56, as trained)")
     p.add_argument("--no-tiny", action="store_true", help="leave out the trained vit-tiny")
@@ -425,7 +448,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    try:
+        run(parse_args(argv))
+    except ModelError as e:  # weights missing or offline: one line
+        sys.exit(f"error: {e}")
+
+
+def run(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     device = select_device(args.device)
     precisions = reduced_precisions(device)
