@@ -36,10 +36,18 @@ def init_distributed(device: str = "auto") -> DistInfo:
         torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-        # Leaving with a live process group lets gloo's threads die with the interpreter
-        # ("terminate called without an active exception", exit -6) on some ranks.
+        # A run that fails part-way still leaves the group before the interpreter goes.
         atexit.register(_leave_process_group)
     return DistInfo(rank, local_rank, world, dev)
+
+
+def leave_distributed(d: DistInfo) -> None:
+    """End of a job: wait for every rank, then leave the group. Leaving while a peer is still
+    in a collective, or letting gloo's threads die with the interpreter, aborts a rank
+    ("terminate called without an active exception", exit -6) now and then."""
+    if d.world > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _leave_process_group() -> None:

@@ -13,6 +13,7 @@ batches consumed) plus model, optimizer, scheduler, scaler and RNG states resume
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -33,7 +34,7 @@ from da2k.models.errors import ModelError
 from da2k.models.files import atomic_write_text
 
 from .data import EpochSampler
-from .distributed import from_rank0, gather, init_distributed, mean_across_ranks
+from .distributed import from_rank0, gather, init_distributed, leave_distributed, mean_across_ranks
 from .state import MODEL_FILE, STATE_FILE, CsvLog, TrainLog, load_state, rng_state, save_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -372,6 +373,14 @@ class _Run:
             self.logger.close()
         return self.out / MODEL_FILE
 
+    def close(self) -> None:
+        """Leave the process group. The DDP wrapper's reducer holds the group and its pending
+        work: freed only at interpreter exit, gloo's threads go with it and abort a rank now and
+        then, so the wrapper goes first."""
+        self.net = None
+        gc.collect()
+        leave_distributed(self.d)
+
 
 def train(
     model: torch.nn.Module,
@@ -392,7 +401,9 @@ def train(
     run.resume()
     run.catch_up_eval()
     run.loop()
-    return run.finish()
+    model_file = run.finish()
+    run.close()
+    return model_file
 
 
 def weights_digest(model: torch.nn.Module) -> str:

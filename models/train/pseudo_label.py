@@ -34,7 +34,7 @@ from da2k.models.errors import ModelError
 from da2k.models.files import atomic_write, atomic_write_text
 
 from .data import unlabeled_images
-from .distributed import init_distributed
+from .distributed import init_distributed, leave_distributed
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,7 @@ def pseudo_label(
     manifest = out / "manifest.json"
     if d.main:
         _write_manifest(manifest, files, root, out, teacher, settings, model.variant.align_corners)
-    if d.world > 1:
-        dist.barrier()
+    leave_distributed(d)
     return manifest
 
 
